@@ -1,0 +1,142 @@
+"""The generator artifact: `generator.safetensors` + `generator.json` describing what built it.
+
+Every later step (export, eval, shipping) calls `load_generator` and rebuilds the network from the
+JSON instead of guessing flags (diffusers' config.json beside the weights; nanoGPT's model_args).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gan.errors import ArtifactError
+from gan.io import atomic_path, write_text_atomic
+from gan.networks import build_generator
+
+WEIGHTS_NAME = "generator.safetensors"
+SPEC_NAME = "generator.json"
+ARTIFACT_FORMAT = "gancli-generator"
+ARTIFACT_FORMAT_VERSION = 1
+
+
+def gancli_version() -> str:
+    try:
+        return metadata.version("gancli")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class GeneratorSpec:
+    """Everything needed to rebuild G and to interpret its output."""
+
+    arch: str
+    latent_dim: int
+    channels: int
+    img_size: int
+    width: int
+    dataset: str
+    epochs: int
+    seed: int
+    g_dropout: float = 0.0  # training-time only: eval and export run G without dropout
+    # images are (x - mean) / std with mean = std = 0.5 per channel, so G's Tanh range [-1, 1] maps to [0, 1]
+    normalization: dict = field(default_factory=lambda: {"mean": 0.5, "std": 0.5})
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    gancli_version: str = field(default_factory=gancli_version)
+    weights_sha256: str = ""
+    format: str = ARTIFACT_FORMAT
+    format_version: int = ARTIFACT_FORMAT_VERSION
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.img_size, self.img_size)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "generator.json") -> "GeneratorSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{source} is not valid JSON ({e}); re-export the generator from its run") from e
+        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactError(f"{source} is not a gancli generator description (no format {ARTIFACT_FORMAT!r})")
+        if data.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
+            raise ArtifactError(f"{source} has format version {data['format_version']}; upgrade gancli to read it")
+        try:
+            data["value_range"] = tuple(data.get("value_range", (-1.0, 1.0)))
+            return cls(**data)
+        except TypeError as e:
+            raise ArtifactError(f"{source} has missing or unknown fields ({e})") from e
+
+
+def build_from_spec(spec: GeneratorSpec) -> nn.Module:
+    return build_generator(spec.arch, spec.latent_dim, spec.channels, spec.img_size, spec.width, spec.g_dropout)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_generator(G: nn.Module, spec: GeneratorSpec, out_dir: str | Path) -> Path:
+    """Write weights, then the JSON that names their hash; each file atomically. Returns the JSON path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    weights = out_dir / WEIGHTS_NAME
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": ARTIFACT_FORMAT})
+        spec.weights_sha256 = sha256_file(tmp)
+    write_text_atomic(out_dir / SPEC_NAME, spec.to_json())
+    return out_dir / SPEC_NAME
+
+
+def resolve_artifact_dir(path: str | Path) -> Path:
+    """Accept an artifact folder, a run folder, or the path of either artifact file."""
+    path = Path(path)
+    if path.is_file() and path.name in (WEIGHTS_NAME, SPEC_NAME):
+        path = path.parent
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist; pass a run directory or a folder with {SPEC_NAME}")
+    if not (path / SPEC_NAME).is_file():
+        raise ArtifactError(f"{path} has no {SPEC_NAME}; pass a run directory of `gancli train` or a generator folder")
+    if not (path / WEIGHTS_NAME).is_file():
+        raise ArtifactError(f"{path} has {SPEC_NAME} but no {WEIGHTS_NAME}; copy both files together")
+    return path
+
+
+def load_spec(path: str | Path) -> GeneratorSpec:
+    folder = resolve_artifact_dir(path)
+    return GeneratorSpec.from_json((folder / SPEC_NAME).read_text(), str(folder / SPEC_NAME))
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, GeneratorSpec]:
+    """Rebuild G from its JSON, load its weights (safetensors: no code runs), return it in eval mode."""
+    folder = resolve_artifact_dir(path)
+    spec = load_spec(folder)
+    weights = folder / WEIGHTS_NAME
+    if spec.weights_sha256 and sha256_file(weights) != spec.weights_sha256:
+        raise ArtifactError(f"{weights} does not match the hash in {SPEC_NAME}; the file changed or is corrupt")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ArtifactError(f"{weights} is not a readable safetensors file ({e})") from e
+    G = build_from_spec(spec)
+    try:
+        G.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "shape mismatch"
+        raise ArtifactError(f"{SPEC_NAME} disagrees with {WEIGHTS_NAME} ({first}); the two files come from different runs") from e
+    return G.to(device).eval(), spec

@@ -1,0 +1,17 @@
+"""Errors the CLI turns into one line and a non-zero exit; anything else is a bug and keeps its traceback."""
+
+
+class GanError(Exception):
+    """Base of every expected failure in gan/: the message names the problem and the fix."""
+
+
+class DataError(GanError):
+    """A data set is missing, unreadable or empty."""
+
+
+class ArtifactError(GanError):
+    """A generator artifact or checkpoint is missing, corrupt or inconsistent."""
+
+
+class TrainingDiverged(GanError):
+    """A loss became NaN or inf; the last good checkpoint is kept."""

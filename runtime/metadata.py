@@ -1,0 +1,71 @@
+"""The metadata contract between `export/` (which writes it) and `runtime/` (which reads it).
+
+Stored as one JSON string under the key `gancli` in ONNX `metadata_props` and in TorchScript
+`_extra_files` (yolov5's custom_metadata_map, parsed as JSON, never eval'd), so an exported file
+needs no other file beside it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+METADATA_KEY = "gancli"
+METADATA_FORMAT_VERSION = 1
+INPUT_NAME = "z"
+OUTPUT_NAME = "images"
+
+# What the single output holds.
+OUTPUT_FLOAT_NCHW = "float_nchw"  # float32 [B, C, H, W] in value_range, as G computes it
+OUTPUT_UINT8_NHWC = "uint8_nhwc"  # uint8 [B, H, W, C] in [0, 255]: bytes an encoder takes as they are
+OUTPUT_KINDS = (OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC)
+
+
+class MetadataError(ValueError):
+    """A model file carries no gancli metadata, or metadata this version cannot read."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    latent_dim: int
+    channels: int
+    img_size: int
+    output_kind: str
+    value_range: tuple[float, float]
+    dataset: str
+    arch: str
+    precision: str  # weights' precision inside the graph ("fp32", "fp16"); I/O stays float32 z
+    gancli_version: str
+    weights_sha256: str
+    format_version: int = METADATA_FORMAT_VERSION
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image, whatever the output layout."""
+        return (self.channels, self.img_size, self.img_size)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> "ModelMetadata":
+        try:
+            data = json.loads(text)
+            data["value_range"] = tuple(data["value_range"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise MetadataError(f"{source}: gancli metadata is not valid JSON of the expected form ({e})") from e
+        if data.get("format_version", 0) > METADATA_FORMAT_VERSION:
+            raise MetadataError(f"{source}: metadata format {data['format_version']} is newer than this gancli reads; upgrade gancli")
+        try:
+            meta = cls(**data)
+        except TypeError as e:
+            raise MetadataError(f"{source}: gancli metadata has missing or unknown fields ({e}); re-export the model") from e
+        if meta.output_kind not in OUTPUT_KINDS:
+            raise MetadataError(f"{source}: unknown output kind {meta.output_kind!r}; re-export the model")
+        return meta
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str = "model") -> "ModelMetadata":
+        """Read from ONNX custom_metadata_map / TorchScript extra files."""
+        if METADATA_KEY not in props:
+            raise MetadataError(f"{source} has no gancli metadata; export it with `gancli export`")
+        return cls.from_json(props[METADATA_KEY], source)
