@@ -137,6 +137,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     try:
         G.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "shape mismatch"
-        raise ArtifactError(f"{SPEC_NAME} disagrees with {WEIGHTS_NAME} ({first}); the two files come from different runs") from e
+        # torch's first line only names the class; the next one says which keys or shapes differ
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ["shape mismatch"]
+        detail = lines[min(1, len(lines) - 1)]
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise ArtifactError(f"{SPEC_NAME} disagrees with {WEIGHTS_NAME} ({detail}); the two files come from different runs") from e
     return G.to(device).eval(), spec

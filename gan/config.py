@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from gan.errors import ConfigError
+
+
 NAMED_DATASETS = ("mnist", "cats")
 ARCHS = ("mlp", "dcgan")
 
@@ -52,7 +55,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}")
+            raise ConfigError(f"unknown config keys {sorted(unknown)}")
         return cls(**data)
 
     @classmethod
@@ -83,28 +86,28 @@ def resolve_config(dataset: str, **overrides: Any) -> TrainConfig:
 
 
 def validate_config(cfg: TrainConfig) -> None:
-    """Raise ValueError with one line naming the bad option and what would be accepted."""
+    """Raise ConfigError with one line naming the bad option and what would be accepted."""
     if cfg.arch not in ARCHS:
-        raise ValueError(f"--arch {cfg.arch!r} is not known; use one of {', '.join(ARCHS)}")
+        raise ConfigError(f"--arch {cfg.arch!r} is not known; use one of {', '.join(ARCHS)}")
     if cfg.channels not in (1, 3):
-        raise ValueError(f"--channels {cfg.channels} is not supported; use 1 (grey) or 3 (RGB)")
+        raise ConfigError(f"--channels {cfg.channels} is not supported; use 1 (grey) or 3 (RGB)")
     if cfg.arch == "dcgan" and not dcgan_size_ok(cfg.img_size):
-        raise ValueError(f"--img-size {cfg.img_size} does not fit dcgan; use 28 or a power of two >= 32")
+        raise ConfigError(f"--img-size {cfg.img_size} does not fit dcgan; use 28 or a power of two >= 32")
     if cfg.img_size < 8:
-        raise ValueError(f"--img-size {cfg.img_size} is too small; use at least 8")
+        raise ConfigError(f"--img-size {cfg.img_size} is too small; use at least 8")
     for name in ("n_epochs", "batch_size", "latent_dim", "width", "sample_interval"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ValueError(f"--val-fraction {cfg.val_fraction} must be in [0, 1)")
+        raise ConfigError(f"--val-fraction {cfg.val_fraction} must be in [0, 1)")
     if not 0.0 <= cfg.g_dropout < 1.0:
-        raise ValueError(f"--g-dropout {cfg.g_dropout} must be in [0, 1)")
+        raise ConfigError(f"--g-dropout {cfg.g_dropout} must be in [0, 1)")
     if not 0.0 < cfg.real_label <= 1.0:
-        raise ValueError(f"--real-label {cfg.real_label} must be in (0, 1]")
+        raise ConfigError(f"--real-label {cfg.real_label} must be in (0, 1]")
     if cfg.limit is not None and cfg.limit < 2:
-        raise ValueError(f"--limit {cfg.limit} must be at least 2 (one image to train on, one to validate)")
+        raise ConfigError(f"--limit {cfg.limit} must be at least 2 (one image to train on, one to validate)")
     if cfg.device not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"--device {cfg.device!r} is not known; use auto, cuda or cpu")
+        raise ConfigError(f"--device {cfg.device!r} is not known; use auto, cuda or cpu")
 
 
 def dcgan_size_ok(size: int) -> bool:

@@ -15,3 +15,11 @@ class ArtifactError(GanError):
 
 class TrainingDiverged(GanError):
     """A loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class ConfigError(GanError, ValueError):
+    """An option has a value that cannot work."""
+
+
+class EvalError(GanError):
+    """Images or feature-network weights that `gancli eval` cannot score."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from runtime.errors import GenerateError
+
 METADATA_KEY = "gancli"
 METADATA_FORMAT_VERSION = 1
 INPUT_NAME = "z"
@@ -20,7 +22,7 @@ OUTPUT_UINT8_NHWC = "uint8_nhwc"  # uint8 [B, H, W, C] in [0, 255]: bytes an enc
 OUTPUT_KINDS = (OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC)
 
 
-class MetadataError(ValueError):
+class MetadataError(GenerateError):
     """A model file carries no gancli metadata, or metadata this version cannot read."""
 
 

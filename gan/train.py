@@ -1,0 +1,404 @@
+"""The training loop: BCE GAN with Adam, EMA of G, per-epoch checkpoints, metrics, plots and grids.
+
+A run directory (`runs/00003-cats-dcgan/`) holds:
+    config.json            resolved TrainConfig, written before the first step
+    log.txt                what happened: data source, split sizes, skipped files, resumes
+    metrics.csv            one row per epoch: train and validation D loss, G loss, D(x), D(G(z))
+    loss.png               the curves, redrawn each epoch
+    samples/               grids from a fixed z every --sample-interval batches and at each epoch end
+    checkpoint.pt          G, D, EMA, both optimizers, AMP scaler, RNG state, epoch, step, history
+    generator.safetensors  the EMA generator (the artifact that export and eval read)
+    generator.json
+Every file is written atomically, so a crash leaves the previous epoch's files intact, and
+`--resume` continues from the last checkpoint bit-identically on the CPU.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torchvision.utils import save_image
+
+from gan.artifact import GeneratorSpec, save_generator
+from gan.config import TrainConfig, validate_config
+from gan.data import ImageData, load_images, to_model_range
+from gan.errors import ArtifactError, ConfigError, TrainingDiverged
+from gan.io import atomic_path, write_text_atomic
+from gan.networks import build_models
+
+CONFIG_NAME = "config.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+PLOT_NAME = "loss.png"
+LOG_NAME = "log.txt"
+GRID_SIZE = 64  # images per sample grid (8 x 8)
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    step: int
+    train_d_loss: float
+    train_g_loss: float
+    train_d_x: float  # mean D(x) on real images: near real_label when D wins
+    train_d_g_z: float  # mean D(G(z)) on fakes before D's update: near 0 when D wins
+    val_d_loss: float
+    val_g_loss: float
+    val_d_x: float
+    val_d_g_z: float
+    seconds: float
+
+
+class EMA:
+    """Exponential moving average of G's weights (stylegan2-ada keeps G_ema the same way).
+
+    The decay ramps up as (1 + n) / (10 + n) so short runs are not dominated by the random init;
+    buffers (batch-norm running stats) are copied, not averaged.
+    """
+
+    def __init__(self, G: nn.Module, decay: float):
+        self.module = _frozen_copy(G)
+        self.decay = decay
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def update(self, G: nn.Module) -> None:
+        self.num_updates += 1
+        decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for ema_p, p in zip(self.module.parameters(), G.parameters()):
+            ema_p.lerp_(p, 1.0 - decay)
+        for ema_b, b in zip(self.module.buffers(), G.buffers()):
+            ema_b.copy_(b)
+
+
+def _frozen_copy(G: nn.Module) -> nn.Module:
+    return copy.deepcopy(G).eval().requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------- run directories
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def next_run_dir(out_dir: Path, cfg: TrainConfig) -> Path:
+    """`out_dir/00007-cats-dcgan`: one more than the highest number already there."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in out_dir.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.dataset_name}-{cfg.arch}")
+    return out_dir / f"{max(numbers, default=-1) + 1:05d}-{name}"
+
+
+def load_run_config(run_dir: str | Path, n_epochs: int | None = None, device: str | None = None) -> TrainConfig:
+    """The config a run was started with; `n_epochs` (the new total) and `device` may change on resume."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise ArtifactError(f"{run_dir} has no {CONFIG_NAME}; --resume takes a run directory written by `gancli train`")
+    cfg = TrainConfig.load(path)
+    if n_epochs is not None:
+        cfg.n_epochs = n_epochs
+    if device is not None:
+        cfg.device = device
+    validate_config(cfg)
+    return cfg
+
+
+def append_log(run_dir: Path, message: str, console: Console | None = None) -> None:
+    with open(run_dir / LOG_NAME, "a") as f:
+        f.write(message + "\n")
+    if console is not None:
+        console.print(message, highlight=False)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[f.name for f in fields(EpochMetrics)])
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(run_dir / METRICS_NAME, buf.getvalue())
+
+
+def plot_losses(run_dir: Path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label, style in [("train_d_loss", "D train", "C0-"), ("val_d_loss", "D val", "C0--"),
+                              ("train_g_loss", "G train", "C1-"), ("val_g_loss", "G val", "C1--")]:
+        ax_loss.plot(epochs, [row[key] for row in history], style, marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="BCE loss", title="losses")
+    ax_loss.legend()
+    for key, label, style in [("train_d_x", "D(x) train", "C2-"), ("val_d_x", "D(x) val", "C2--"),
+                              ("train_d_g_z", "D(G(z)) train", "C3-"), ("val_d_g_z", "D(G(z)) val", "C3--")]:
+        ax_d.plot(epochs, [row[key] for row in history], style, marker="o", label=label)
+    ax_d.set(xlabel="epoch", ylabel="mean sigmoid(D)", ylim=(0, 1), title="discriminator outputs")
+    ax_d.legend()
+    fig.tight_layout()
+    with atomic_path(run_dir / PLOT_NAME) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def save_grid(G_ema: nn.Module, fixed_z: torch.Tensor, path: Path) -> None:
+    images = G_ema(fixed_z).float().cpu()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_image(images, tmp, nrow=8, normalize=True, value_range=(-1, 1))
+
+
+def generator_spec(cfg: TrainConfig, epochs: int) -> GeneratorSpec:
+    return GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
+                         width=cfg.width, dataset=cfg.dataset_name, epochs=epochs, seed=cfg.seed,
+                         g_dropout=cfg.g_dropout)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class Trainer:
+    """One training run: models, optimizers and everything a checkpoint must restore."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        torch.manual_seed(cfg.seed)
+        self.G, self.D = build_models(cfg)
+        self.G.to(device)
+        self.D.to(device)
+        self.ema = EMA(self.G, cfg.ema_decay)
+        betas = (cfg.b1, cfg.b2)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+        self.epoch = 0  # epochs completed
+        self.step = 0  # batches completed
+        self.history: list[dict] = []
+        # z for grids and validation come from their own generators: they never move the training RNG
+        self.fixed_z = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)).to(device)
+
+    # --- checkpoints
+
+    def state_dict(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.module.state_dict(),
+            "ema_updates": self.ema.num_updates, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step, "history": self.history,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def save_checkpoint(self, run_dir: Path) -> None:
+        with atomic_path(run_dir / CHECKPOINT_NAME) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def load_checkpoint(self, run_dir: Path) -> None:
+        path = run_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            raise ArtifactError(f"{run_dir} has no {CHECKPOINT_NAME} (no epoch finished yet); start a new run instead")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.ema.module.load_state_dict(state["G_ema"])
+            self.opt_G.load_state_dict(state["opt_G"])
+            self.opt_D.load_state_dict(state["opt_D"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, KeyError, EOFError) as e:
+            raise ArtifactError(f"{path} is corrupt or from another config ({str(e).splitlines()[0]}); "
+                                f"start a new run") from e
+        self.ema.num_updates = state["ema_updates"]
+        self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if self.device.type == "cuda" and state["rng_cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+
+    # --- steps
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One D update then one G update on the same fakes (Goodfellow et al., non-saturating G loss)."""
+        cfg = self.cfg
+        b = real.shape[0]
+        real_target = torch.full((b,), cfg.real_label, device=self.device)  # one-sided label smoothing
+        fake_target = torch.zeros(b, device=self.device)
+        z = torch.randn(b, cfg.latent_dim, device=self.device)
+        with self._autocast():
+            fake = self.G(z)
+            d_real = self.D(real)
+            d_fake = self.D(fake.detach())
+            loss_D = (F.binary_cross_entropy_with_logits(d_real.float(), real_target)
+                      + F.binary_cross_entropy_with_logits(d_fake.float(), fake_target))
+        self.opt_D.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_D).backward()
+        self.scaler.step(self.opt_D)
+
+        with self._autocast():
+            d_fake_for_G = self.D(fake)
+            loss_G = F.binary_cross_entropy_with_logits(d_fake_for_G.float(), torch.ones(b, device=self.device))
+        self.opt_G.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_G).backward()
+        self.scaler.step(self.opt_G)
+        self.scaler.update()
+        self.ema.update(self.G)
+        return {"d_loss": loss_D.detach(), "g_loss": loss_G.detach(),
+                "d_x": torch.sigmoid(d_real.detach().float()).mean(), "d_g_z": torch.sigmoid(d_fake.detach().float()).mean()}
+
+    @torch.no_grad()
+    def validate(self, val: torch.Tensor) -> dict[str, float]:
+        """Losses on held-out real images and on fakes from a fixed z, with G and D in eval mode."""
+        cfg = self.cfg
+        self.G.eval()
+        self.D.eval()
+        z_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        sums = {"d_loss": 0.0, "g_loss": 0.0, "d_x": 0.0, "d_g_z": 0.0}
+        for start in range(0, val.shape[0], cfg.batch_size):
+            real = to_model_range(val[start:start + cfg.batch_size])
+            b = real.shape[0]
+            z = torch.randn(b, cfg.latent_dim, generator=z_gen).to(self.device)
+            with self._autocast():
+                d_real = self.D(real).float()
+                d_fake = self.D(self.G(z)).float()
+            sums["d_loss"] += b * (F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label))
+                                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))).item()
+            sums["g_loss"] += b * F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake)).item()
+            sums["d_x"] += torch.sigmoid(d_real).sum().item()
+            sums["d_g_z"] += torch.sigmoid(d_fake).sum().item()
+        self.G.train()
+        self.D.train()
+        n = max(val.shape[0], 1)
+        return {k: v / n for k, v in sums.items()}
+
+
+def batches_per_epoch(n_images: int, batch_size: int) -> int:
+    # Full batches only: a ragged last batch of 1 would break batch norm, and equal batches keep
+    # the per-step statistics comparable. Fewer images than one batch still make one batch.
+    return max(1, n_images // batch_size)
+
+
+def epoch_order(n_images: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffle of epoch `epoch` depends only on (seed, epoch), so resumed runs see the same order."""
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def check_finite(losses: dict[str, torch.Tensor], epoch: int, batch: int, run_dir: Path) -> None:
+    for name in ("d_loss", "g_loss"):
+        value = losses[name].item()
+        if not math.isfinite(value):
+            kept = run_dir / CHECKPOINT_NAME
+            last_good = f"the last good checkpoint {kept} is kept" if kept.exists() else "no epoch had finished, so no checkpoint exists"
+            raise TrainingDiverged(f"{name.replace('_', ' ')} became {value} in epoch {epoch + 1}, batch {batch + 1}; "
+                                   f"{last_good}; lower --lr or check the data, then --resume or start again")
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, console: Console | None = None) -> Path:
+    """Train `cfg` (or continue `resume`) and return the run directory."""
+    console = console or Console()
+    device = select_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    data = load_images(cfg)
+
+    if resume is not None:
+        run_dir = Path(resume)
+    else:
+        run_dir = next_run_dir(Path(cfg.out_dir), cfg)
+        run_dir.mkdir(parents=True)
+    write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
+
+    trainer = Trainer(cfg, device)
+    if resume is not None:
+        trainer.load_checkpoint(run_dir)
+        if trainer.epoch >= cfg.n_epochs:
+            raise ConfigError(f"{run_dir} already has {trainer.epoch} epochs; pass a larger --n-epochs to train on")
+        append_log(run_dir, f"resumed at epoch {trainer.epoch} (step {trainer.step}) on {device}", console)
+    else:
+        log_data(run_dir, data, device, console)
+
+    run_epochs(trainer, data, run_dir, console)
+    console.print(f"[green]done:[/green] {trainer.epoch} epochs in {run_dir}")
+    return run_dir
+
+
+def log_data(run_dir: Path, data: ImageData, device: torch.device, console: Console) -> None:
+    append_log(run_dir, f"data: {data.source}: {data.train.shape[0]} train, {data.val.shape[0]} validation images "
+                        f"of {tuple(data.train.shape[1:])}; device {device}", console)
+    append_log(run_dir, f"skipped {len(data.skipped)} unreadable file(s)", console)
+    for path in data.skipped:
+        append_log(run_dir, f"  skipped: {path}")
+
+
+def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Console) -> None:
+    cfg, device = trainer.cfg, trainer.device
+    train_images = data.train.to(device)
+    val_images = data.val.to(device)
+    n_batches = batches_per_epoch(train_images.shape[0], cfg.batch_size)
+    progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console)
+    with progress:
+        task = progress.add_task("train", total=n_batches, epoch="", stats="")
+        while trainer.epoch < cfg.n_epochs:
+            epoch = trainer.epoch
+            progress.reset(task, total=n_batches, epoch=f"{epoch + 1}/{cfg.n_epochs}", stats="")
+            order = epoch_order(train_images.shape[0], cfg.seed, epoch).to(device)
+            sums = {"d_loss": 0.0, "g_loss": 0.0, "d_x": 0.0, "d_g_z": 0.0}
+            started = time.perf_counter()
+            for i in range(n_batches):
+                real = to_model_range(train_images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
+                losses = trainer.train_step(real)
+                check_finite(losses, epoch, i, run_dir)
+                trainer.step += 1
+                for k in sums:
+                    sums[k] += losses[k].item()
+                if trainer.step % cfg.sample_interval == 0:
+                    save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"step{trainer.step:07d}.png")
+                rate = (i + 1) * real.shape[0] / (time.perf_counter() - started)
+                progress.update(task, advance=1, stats=f"D {losses['d_loss'].item():.3f}  G {losses['g_loss'].item():.3f}  {rate:,.0f} img/s")
+            trainer.epoch += 1
+            val = trainer.validate(val_images)
+            row = EpochMetrics(
+                epoch=trainer.epoch, step=trainer.step,
+                **{f"train_{k}": v / n_batches for k, v in sums.items()},
+                **{f"val_{k}": v for k, v in val.items()},
+                seconds=round(time.perf_counter() - started, 3),
+            )
+            trainer.history.append(asdict(row))
+            finish_epoch(trainer, run_dir)
+            progress.console.print(
+                f"epoch {trainer.epoch}/{cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
+                f"G {row.train_g_loss:.3f} (val {row.val_g_loss:.3f})  D(x) {row.train_d_x:.2f}  "
+                f"D(G(z)) {row.train_d_g_z:.2f}  {row.seconds:.1f}s", highlight=False)
+
+
+def finish_epoch(trainer: Trainer, run_dir: Path) -> None:
+    """Write the epoch's outputs; the checkpoint goes last, so a crash before it redoes the whole epoch."""
+    save_generator(trainer.ema.module, generator_spec(trainer.cfg, trainer.epoch), run_dir)
+    save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"epoch{trainer.epoch:03d}.png")
+    write_metrics(run_dir, trainer.history)
+    plot_losses(run_dir, trainer.history)
+    trainer.save_checkpoint(run_dir)
