@@ -28,11 +28,15 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 
 from gan.artifact import GeneratorSpec, save_generator
 from gan.config import TrainConfig, validate_config
 from gan.data import ImageData, load_images, to_model_range
+from gan.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects, init_process_group,
+                             launched_by_torchrun, sum_across_ranks, sync_buffers, weights_digest)
 from gan.errors import ArtifactError, ConfigError, TrainingDiverged
 from gan.io import atomic_path, write_text_atomic
 from gan.networks import build_models
@@ -179,15 +183,30 @@ def generator_spec(cfg: TrainConfig, epochs: int) -> GeneratorSpec:
 
 
 class Trainer:
-    """One training run: models, optimizers and everything a checkpoint must restore."""
+    """One training run: models, optimizers and everything a checkpoint must restore.
 
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    Under torchrun, G and D are wrapped in DistributedDataParallel (`G_train`, `D_train`): gradients
+    are averaged across ranks, and at each forward rank 0's buffers are broadcast, so batch norm
+    running stats and spectral norm's power-iteration vectors stay identical on every rank. Batch
+    norm normalises with per-process batch statistics (not SyncBatchNorm): each rank sees a full
+    --batch-size of real or of fake images, exactly as one process would, at no extra communication.
+    """
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, info: DistInfo = DistInfo()):
         self.cfg = cfg
         self.device = device
-        torch.manual_seed(cfg.seed)
+        self.info = info
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.G, self.D = build_models(cfg)
         self.G.to(device)
         self.D.to(device)
+        self.G_train, self.D_train = self.G, self.D
+        if info.enabled:
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.G_train = DistributedDataParallel(self.G, device_ids=device_ids)
+            self.D_train = DistributedDataParallel(self.D, device_ids=device_ids)
+        # z and dropout differ per rank; each rank's stream is restored from checkpoints
+        torch.manual_seed(cfg.seed + info.rank)
         self.ema = EMA(self.G, cfg.ema_decay)
         betas = (cfg.b1, cfg.b2)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
@@ -195,25 +214,34 @@ class Trainer:
         self.use_amp = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
         self.epoch = 0  # epochs completed
-        self.step = 0  # batches completed
+        self.step = 0  # batches completed (per rank)
         self.history: list[dict] = []
         # z for grids and validation come from their own generators: they never move the training RNG
         self.fixed_z = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)).to(device)
 
     # --- checkpoints
 
-    def state_dict(self) -> dict:
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def state_dict(self, rng_states: list[dict[str, torch.Tensor]]) -> dict:
+        """Everything to continue exactly; `rng_states` holds every rank's RNG state, in rank order."""
         return {
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.module.state_dict(),
             "ema_updates": self.ema.num_updates, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step, "history": self.history,
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng": rng_states, "world_size": self.info.world_size,
         }
 
     def save_checkpoint(self, run_dir: Path) -> None:
-        with atomic_path(run_dir / CHECKPOINT_NAME) as tmp:
-            torch.save(self.state_dict(), tmp)
+        """Collective: every rank sends its RNG state, rank 0 writes the file."""
+        rng_states = gather_objects(self.info, {k: v.cpu() for k, v in self.rng_state().items()})
+        if self.info.is_main:
+            with atomic_path(run_dir / CHECKPOINT_NAME) as tmp:
+                torch.save(self.state_dict(rng_states), tmp)
 
     def load_checkpoint(self, run_dir: Path) -> None:
         path = run_dir / CHECKPOINT_NAME
@@ -230,11 +258,15 @@ class Trainer:
         except (RuntimeError, KeyError, EOFError) as e:
             raise ArtifactError(f"{path} is corrupt or from another config ({str(e).splitlines()[0]}); "
                                 f"start a new run") from e
+        if state["world_size"] != self.info.world_size:
+            raise ConfigError(f"{path} was written by {state['world_size']} process(es) but this run has "
+                              f"{self.info.world_size}; resume with the same torchrun --nproc-per-node")
         self.ema.num_updates = state["ema_updates"]
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if self.device.type == "cuda" and state["rng_cuda"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        rng = state["rng"][self.info.rank]
+        torch.set_rng_state(rng["cpu"].cpu())
+        if self.device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
 
     # --- steps
 
@@ -248,30 +280,37 @@ class Trainer:
         real_target = torch.full((b,), cfg.real_label, device=self.device)  # one-sided label smoothing
         fake_target = torch.zeros(b, device=self.device)
         z = torch.randn(b, cfg.latent_dim, device=self.device)
-        with self._autocast():
-            fake = self.G(z)
-            d_real = self.D(real)
-            d_fake = self.D(fake.detach())
-            loss_D = (F.binary_cross_entropy_with_logits(d_real.float(), real_target)
-                      + F.binary_cross_entropy_with_logits(d_fake.float(), fake_target))
+
+        # D: real and fake batches go through D separately (each normalised by its own batch
+        # statistics, as in DCGAN), each followed by its own backward, which DDP requires.
         self.opt_D.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_D).backward()
+        with self._autocast():
+            fake = self.G_train(z)
+            d_real = self.D_train(real).float()
+            loss_D_real = F.binary_cross_entropy_with_logits(d_real, real_target)
+        self.scaler.scale(loss_D_real).backward()
+        with self._autocast():
+            d_fake = self.D_train(fake.detach()).float()
+            loss_D_fake = F.binary_cross_entropy_with_logits(d_fake, fake_target)
+        self.scaler.scale(loss_D_fake).backward()
         self.scaler.step(self.opt_D)
 
-        with self._autocast():
-            d_fake_for_G = self.D(fake)
-            loss_G = F.binary_cross_entropy_with_logits(d_fake_for_G.float(), torch.ones(b, device=self.device))
         self.opt_G.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss_G = F.binary_cross_entropy_with_logits(self.D_train(fake).float(), torch.ones(b, device=self.device))
         self.scaler.scale(loss_G).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
         self.ema.update(self.G)
-        return {"d_loss": loss_D.detach(), "g_loss": loss_G.detach(),
-                "d_x": torch.sigmoid(d_real.detach().float()).mean(), "d_g_z": torch.sigmoid(d_fake.detach().float()).mean()}
+        return {"d_loss": (loss_D_real + loss_D_fake).detach(), "g_loss": loss_G.detach(),
+                "d_x": torch.sigmoid(d_real.detach()).mean(), "d_g_z": torch.sigmoid(d_fake.detach()).mean()}
 
     @torch.no_grad()
     def validate(self, val: torch.Tensor) -> dict[str, float]:
-        """Losses on held-out real images and on fakes from a fixed z, with G and D in eval mode."""
+        """Losses on held-out real images and on fakes from a fixed z, with G and D in eval mode.
+
+        Uses the bare modules, not the DDP wrappers, so rank 0 can run it alone.
+        """
         cfg = self.cfg
         self.G.eval()
         self.D.eval()
@@ -301,9 +340,16 @@ def batches_per_epoch(n_images: int, batch_size: int) -> int:
     return max(1, n_images // batch_size)
 
 
-def epoch_order(n_images: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffle of epoch `epoch` depends only on (seed, epoch), so resumed runs see the same order."""
-    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+def epoch_indices(n_images: int, cfg: TrainConfig, info: DistInfo, epoch: int) -> torch.Tensor:
+    """This rank's share of epoch `epoch`'s shuffle, which depends only on (seed, epoch).
+
+    torch's DistributedSampler, with one replica when not distributed: resumed runs see the same
+    order, and ranks see disjoint, equally long parts of it.
+    """
+    sampler = DistributedSampler(range(n_images), num_replicas=info.world_size, rank=info.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler))
 
 
 def check_finite(losses: dict[str, torch.Tensor], epoch: int, batch: int, run_dir: Path) -> None:
@@ -317,47 +363,73 @@ def check_finite(losses: dict[str, torch.Tensor], epoch: int, batch: int, run_di
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, console: Console | None = None) -> Path:
-    """Train `cfg` (or continue `resume`) and return the run directory."""
-    console = console or Console()
-    device = select_device(cfg.device)
+    """Train `cfg` (or continue `resume`) and return the run directory. Works alone or under torchrun."""
+    info = launched_by_torchrun()
+    device = init_process_group(info, select_device(cfg.device))
+    try:
+        console = console if info.is_main and console is not None else Console(quiet=not info.is_main)
+        return _train(cfg, resume, console, device, info)
+    finally:
+        destroy_process_group(info)
+
+
+def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device: torch.device,
+           info: DistInfo) -> Path:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     data = load_images(cfg)
+    run_dir = Path(resume) if resume is not None else None
+    if info.is_main:
+        if run_dir is None:
+            run_dir = next_run_dir(Path(cfg.out_dir), cfg)
+            run_dir.mkdir(parents=True)
+        write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
+    run_dir = broadcast_object(info, run_dir)
 
-    if resume is not None:
-        run_dir = Path(resume)
-    else:
-        run_dir = next_run_dir(Path(cfg.out_dir), cfg)
-        run_dir.mkdir(parents=True)
-    write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
-
-    trainer = Trainer(cfg, device)
+    trainer = Trainer(cfg, device, info)
     if resume is not None:
         trainer.load_checkpoint(run_dir)
         if trainer.epoch >= cfg.n_epochs:
             raise ConfigError(f"{run_dir} already has {trainer.epoch} epochs; pass a larger --n-epochs to train on")
-        append_log(run_dir, f"resumed at epoch {trainer.epoch} (step {trainer.step}) on {device}", console)
-    else:
-        log_data(run_dir, data, device, console)
+        if info.is_main:
+            append_log(run_dir, f"resumed at epoch {trainer.epoch} (step {trainer.step}) on {device}", console)
+    elif info.is_main:
+        log_data(run_dir, data, device, info, console)
 
     run_epochs(trainer, data, run_dir, console)
+    check_ranks_agree(trainer, run_dir, console)
     console.print(f"[green]done:[/green] {trainer.epoch} epochs in {run_dir}")
     return run_dir
 
 
-def log_data(run_dir: Path, data: ImageData, device: torch.device, console: Console) -> None:
+def log_data(run_dir: Path, data: ImageData, device: torch.device, info: DistInfo, console: Console) -> None:
+    where = f"{info.world_size} processes on {device.type}" if info.enabled else f"device {device}"
     append_log(run_dir, f"data: {data.source}: {data.train.shape[0]} train, {data.val.shape[0]} validation images "
-                        f"of {tuple(data.train.shape[1:])}; device {device}", console)
+                        f"of {tuple(data.train.shape[1:])}; {where}", console)
     append_log(run_dir, f"skipped {len(data.skipped)} unreadable file(s)", console)
     for path in data.skipped:
         append_log(run_dir, f"  skipped: {path}")
 
 
+def check_ranks_agree(trainer: Trainer, run_dir: Path, console: Console) -> None:
+    """Under DDP every rank must end with the same generator; a mismatch is a bug, never shipped silently."""
+    info = trainer.info
+    if not info.enabled:
+        return
+    digests = gather_objects(info, weights_digest(trainer.G))
+    if len(set(digests)) != 1:
+        raise TrainingDiverged(f"ranks ended with different generator weights ({', '.join(d[:12] for d in digests)}); "
+                               f"this is a gancli bug, please report it")
+    if info.is_main:
+        append_log(run_dir, f"all {info.world_size} ranks hold identical generator weights (sha256 {digests[0][:16]})", console)
+
+
 def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Console) -> None:
-    cfg, device = trainer.cfg, trainer.device
+    cfg, device, info = trainer.cfg, trainer.device, trainer.info
     train_images = data.train.to(device)
     val_images = data.val.to(device)
-    n_batches = batches_per_epoch(train_images.shape[0], cfg.batch_size)
+    images_per_rank = train_images.shape[0] // info.world_size
+    n_batches = batches_per_epoch(images_per_rank, cfg.batch_size)
     progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console)
     with progress:
@@ -365,7 +437,7 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Consol
         while trainer.epoch < cfg.n_epochs:
             epoch = trainer.epoch
             progress.reset(task, total=n_batches, epoch=f"{epoch + 1}/{cfg.n_epochs}", stats="")
-            order = epoch_order(train_images.shape[0], cfg.seed, epoch).to(device)
+            order = epoch_indices(train_images.shape[0], cfg, info, epoch).to(device)
             sums = {"d_loss": 0.0, "g_loss": 0.0, "d_x": 0.0, "d_g_z": 0.0}
             started = time.perf_counter()
             for i in range(n_batches):
@@ -375,30 +447,33 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Consol
                 trainer.step += 1
                 for k in sums:
                     sums[k] += losses[k].item()
-                if trainer.step % cfg.sample_interval == 0:
+                if trainer.step % cfg.sample_interval == 0 and info.is_main:
                     save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"step{trainer.step:07d}.png")
-                rate = (i + 1) * real.shape[0] / (time.perf_counter() - started)
+                rate = (i + 1) * real.shape[0] * info.world_size / (time.perf_counter() - started)
                 progress.update(task, advance=1, stats=f"D {losses['d_loss'].item():.3f}  G {losses['g_loss'].item():.3f}  {rate:,.0f} img/s")
             trainer.epoch += 1
-            val = trainer.validate(val_images)
-            row = EpochMetrics(
-                epoch=trainer.epoch, step=trainer.step,
-                **{f"train_{k}": v / n_batches for k, v in sums.items()},
-                **{f"val_{k}": v for k, v in val.items()},
-                seconds=round(time.perf_counter() - started, 3),
-            )
-            trainer.history.append(asdict(row))
-            finish_epoch(trainer, run_dir)
-            progress.console.print(
-                f"epoch {trainer.epoch}/{cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
-                f"G {row.train_g_loss:.3f} (val {row.val_g_loss:.3f})  D(x) {row.train_d_x:.2f}  "
-                f"D(G(z)) {row.train_d_g_z:.2f}  {row.seconds:.1f}s", highlight=False)
+            sync_buffers(info, trainer.G, trainer.D, trainer.ema.module)
+            sums = sum_across_ranks(info, sums)
+            finish_epoch(trainer, run_dir, val_images, {k: v / (n_batches * info.world_size) for k, v in sums.items()},
+                         time.perf_counter() - started, progress.console)
 
 
-def finish_epoch(trainer: Trainer, run_dir: Path) -> None:
-    """Write the epoch's outputs; the checkpoint goes last, so a crash before it redoes the whole epoch."""
-    save_generator(trainer.ema.module, generator_spec(trainer.cfg, trainer.epoch), run_dir)
-    save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"epoch{trainer.epoch:03d}.png")
-    write_metrics(run_dir, trainer.history)
-    plot_losses(run_dir, trainer.history)
+def finish_epoch(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, train_means: dict[str, float],
+                 seconds: float, console: Console) -> None:
+    """Validate and write the epoch's outputs on rank 0; the checkpoint goes last, so a crash before
+    it redoes the whole epoch."""
+    if trainer.info.is_main:
+        row = EpochMetrics(epoch=trainer.epoch, step=trainer.step,
+                           **{f"train_{k}": v for k, v in train_means.items()},
+                           **{f"val_{k}": v for k, v in trainer.validate(val_images).items()},
+                           seconds=round(seconds, 3))
+        trainer.history.append(asdict(row))
+        save_generator(trainer.ema.module, generator_spec(trainer.cfg, trainer.epoch), run_dir)
+        save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"epoch{trainer.epoch:03d}.png")
+        write_metrics(run_dir, trainer.history)
+        plot_losses(run_dir, trainer.history)
+        console.print(
+            f"epoch {trainer.epoch}/{trainer.cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
+            f"G {row.train_g_loss:.3f} (val {row.val_g_loss:.3f})  D(x) {row.train_d_x:.2f}  "
+            f"D(G(z)) {row.train_d_g_z:.2f}  {row.seconds:.1f}s", highlight=False)
     trainer.save_checkpoint(run_dir)
