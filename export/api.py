@@ -1,0 +1,150 @@
+"""`gancli export`: load a generator artifact, write the asked-for formats, check parity, keep all or nothing.
+
+Every file is written into a staging folder beside the output folder first; only when every file
+passes parity are they renamed into place (same file system, so each rename is atomic). A failure
+at any step removes the staging folder, so no exported file is left behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from export.errors import ExportError, ParityError
+from export.onnx import DEFAULT_OPSET, check_opset, export_onnx
+from export.parity import ParityReport, check_parity
+from export.torchscript import export_torchscript
+from gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
+from gan.io import write_text_atomic
+from runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
+
+FORMATS = ("onnx", "torchscript", "all")
+DEFAULT_OUT_NAME = "export"  # default output folder, inside the artifact folder
+PARITY_NAME = "parity.json"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One file to export."""
+
+    name: str
+    format: str  # "onnx" or "torchscript"
+    output_kind: str
+    fp16: bool
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    files: list[Path]  # exported models, then the parity report
+    report: ParityReport
+
+
+def plan_files(fmt: str, fp16: bool) -> list[Planned]:
+    """File names and contents for a --format; --fp16 adds half-precision ONNX graphs."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r} is not known; use one of {', '.join(FORMATS)}")
+    if fp16 and fmt == "torchscript":
+        raise ExportError("--fp16 adds half-precision ONNX graphs; use it with --format onnx or all")
+    planned = []
+    if fmt in ("onnx", "all"):
+        planned += [Planned("generator.onnx", "onnx", OUTPUT_FLOAT_NCHW, False),
+                    Planned("generator-uint8.onnx", "onnx", OUTPUT_UINT8_NHWC, False)]
+        if fp16:
+            planned += [Planned("generator-fp16.onnx", "onnx", OUTPUT_FLOAT_NCHW, True),
+                        Planned("generator-fp16-uint8.onnx", "onnx", OUTPUT_UINT8_NHWC, True)]
+    if fmt in ("torchscript", "all"):
+        planned.append(Planned("generator.torchscript.pt", "torchscript", OUTPUT_FLOAT_NCHW, False))
+    return planned
+
+
+def export_generator(source: str | Path, fmt: str = "all", out_dir: str | Path | None = None,
+                     opset: int = DEFAULT_OPSET, fp16: bool = False, console: Console | None = None) -> ExportResult:
+    """Export the generator at `source` (run directory or artifact folder) into `out_dir`.
+
+    `out_dir` defaults to `export/` inside the artifact folder. Raises ArtifactError for a bad
+    source, ExportError for bad options or an unwritable folder, ParityError when an exported file
+    does not match eager G; in each case nothing is written.
+    """
+    planned = plan_files(fmt, fp16)
+    if any(p.format == "onnx" for p in planned):
+        check_opset(opset)  # before the slow part
+    G, spec = load_generator(source)
+    out_dir = Path(out_dir) if out_dir is not None else resolve_artifact_dir(source) / DEFAULT_OUT_NAME
+    staging = make_staging_dir(out_dir)
+    try:
+        staged = [write_file(G, spec, p, staging / p.name, opset) for p in planned]
+        try:
+            report = check_parity(G, staged)
+        except ParityError as e:
+            raise ParityError(f"{e}; nothing was written to {out_dir}") from e
+        write_text_atomic(staging / PARITY_NAME, report.to_json())
+        files = move_into_place([*staged, staging / PARITY_NAME], out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result = ExportResult(out_dir, files, report)
+    if console is not None:
+        print_summary(result, console)
+    return result
+
+
+def make_staging_dir(out_dir: Path) -> Path:
+    """A hidden temp folder beside `out_dir`; fails early, before any work, if the place is not writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir} is a file; pass a folder")
+    if out_dir.is_dir() and not os.access(out_dir, os.W_OK):
+        raise ExportError(f"--out {out_dir} is not writable; pass a folder you can write to")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as e:
+        raise ExportError(f"cannot write beside --out {out_dir} ({e.strerror}); pass a folder you can write to") from e
+
+
+def write_file(G: nn.Module, spec: GeneratorSpec, planned: Planned, path: Path, opset: int) -> Path:
+    if planned.format == "onnx":
+        export_onnx(G, spec, path, planned.output_kind, planned.fp16, opset)
+    else:
+        export_torchscript(G, spec, path, planned.output_kind, planned.fp16)
+    return path
+
+
+def move_into_place(staged: list[Path], out_dir: Path) -> list[Path]:
+    """Rename each staged file into `out_dir`; if one rename fails, take back the ones already moved."""
+    moved: list[Path] = []
+    try:
+        out_dir.mkdir(exist_ok=True)
+        for path in staged:
+            os.replace(path, out_dir / path.name)
+            moved.append(out_dir / path.name)
+    except OSError as e:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        raise ExportError(f"cannot write into --out {out_dir} ({e.strerror}); pass a folder you can write to") from e
+    return moved
+
+
+def print_summary(result: ExportResult, console: Console) -> None:
+    report = result.report
+    table = Table(title=f"parity with eager PyTorch: batches {report.batch_sizes}, seeds {report.seeds}")
+    table.add_column("file", no_wrap=True)
+    table.add_column("runtime", no_wrap=True)
+    table.add_column("max error", justify="right")
+    table.add_column("bar", justify="right")
+    for r in report.results:
+        table.add_row(r.file, r.runtime, format_error(r.max_error, r.output_kind), format_error(r.bar, r.output_kind))
+    console.print(table)
+    console.print(f"wrote {len(result.files)} files to {result.out_dir}")
+
+
+def format_error(value: float, output_kind: str) -> str:
+    """uint8 graphs are off by whole levels; float graphs by small absolute amounts."""
+    if output_kind == OUTPUT_UINT8_NHWC:
+        return f"{value:g} level" + ("" if value == 1 else "s")
+    return f"{value:.1e}"

@@ -1,0 +1,73 @@
+"""ONNX export with the torch.export-based exporter, metadata embedded, checked, written atomically."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from export.errors import ExportError
+from export.wrapper import build_metadata, example_z, export_wrapper
+from gan.artifact import GeneratorSpec
+from gan.io import atomic_path
+from runtime.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, ModelMetadata
+
+DEFAULT_OPSET = 20
+# The torch.export-based exporter implements opset 18 and up; below that it silently keeps 18.
+MIN_OPSET = 18
+
+
+def export_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, output_kind: str = OUTPUT_FLOAT_NCHW,
+                fp16: bool = False, opset: int = DEFAULT_OPSET) -> ModelMetadata:
+    """Write G as one self-describing ONNX file at `path` (atomically) and return its metadata.
+
+    The dynamo exporter folds batch norm into the convolutions and gives a clean graph; only the
+    batch axis of `z` and `images` is dynamic.
+    """
+    check_opset(opset)
+    meta = build_metadata(spec, output_kind, fp16)
+    model = onnx_model(G, spec, output_kind, fp16, opset)
+    check_opset_written(model, opset)
+    set_metadata(model, meta)
+    onnx.checker.check_model(model, full_check=True)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp))
+    return meta
+
+
+def onnx_model(G: nn.Module, spec: GeneratorSpec, output_kind: str, fp16: bool, opset: int) -> onnx.ModelProto:
+    wrapper = export_wrapper(G, spec, output_kind, fp16)
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper, (example_z(spec),), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            opset_version=opset, dynamo=True, dynamic_shapes={INPUT_NAME: {0: batch}}, verbose=False,
+        )
+    return program.model_proto
+
+
+def check_opset(opset: int) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"--opset {opset} is not supported; use {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})")
+
+
+def check_opset_written(model: onnx.ModelProto, opset: int) -> None:
+    """The exporter falls back to another opset with only a log line when it cannot convert; refuse that."""
+    written = {op.version for op in model.opset_import if op.domain in ("", "ai.onnx")}
+    if written != {opset}:
+        raise ExportError(f"the exporter could not write opset {opset} (it wrote {sorted(written)}); "
+                          f"use --opset {DEFAULT_OPSET} or one it can convert to")
+
+
+def set_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> None:
+    """Store the metadata as one JSON string under `gancli` (a runtime reads it via custom_metadata_map)."""
+    model.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    """Metadata of an exported ONNX file, read with onnx alone."""
+    model = onnx.load_model(str(path), load_external_data=False)
+    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, str(path))

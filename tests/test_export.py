@@ -1,0 +1,302 @@
+"""Export: ONNX and TorchScript files with the fixed contract, embedded metadata and parity with eager G."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import cli
+import export.parity
+from export.api import export_generator
+from export.errors import ParityError
+from export.onnx import export_onnx
+from export.parity import check_parity
+from gan.artifact import GeneratorSpec, load_generator, save_generator
+from gan.errors import ArtifactError
+from gan.networks import build_generator
+from runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, ModelMetadata
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
+# Tiny generators keep batch-256 parity cheap; both archs carry batch norm that the exporter folds.
+TINY = {
+    "mlp": dict(latent_dim=16, channels=1, img_size=8, width=8),
+    "dcgan": dict(latent_dim=16, channels=3, img_size=32, width=8),
+}
+ALL_FILES = {
+    # name: (output kind, precision)
+    "generator.onnx": (OUTPUT_FLOAT_NCHW, "fp32"),
+    "generator-uint8.onnx": (OUTPUT_UINT8_NHWC, "fp32"),
+    "generator-fp16.onnx": (OUTPUT_FLOAT_NCHW, "fp16"),
+    "generator-fp16-uint8.onnx": (OUTPUT_UINT8_NHWC, "fp16"),
+    "generator.torchscript.pt": (OUTPUT_FLOAT_NCHW, "fp32"),
+}
+
+
+def randomize_batch_norm_(G: nn.Module, seed: int) -> None:
+    """Non-trivial running statistics and affine terms, so folding BN into the layers is really tested."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 1.5 + 0.5)
+                m.weight.copy_(1.0 + torch.randn(m.num_features, generator=gen) * 0.2)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+
+
+def make_artifact(folder: Path, arch: str, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    sizes = TINY[arch]
+    G = build_generator(arch, sizes["latent_dim"], sizes["channels"], sizes["img_size"], sizes["width"], dropout=0.1)
+    randomize_batch_norm_(G, seed)
+    spec = GeneratorSpec(arch=arch, dataset="cats" if sizes["channels"] == 3 else "mnist", epochs=1, seed=seed,
+                         g_dropout=0.1, **sizes)
+    save_generator(G, spec, folder)
+    return folder
+
+
+@pytest.fixture(scope="module", params=["mlp", "dcgan"])
+def artifact(request, tmp_path_factory) -> Path:
+    return make_artifact(tmp_path_factory.mktemp(request.param), request.param)
+
+
+@pytest.fixture(scope="module")
+def exported(artifact, tmp_path_factory):
+    """Every format, fp16 included, exported once per arch (the expensive part of this file)."""
+    return export_generator(artifact, "all", tmp_path_factory.mktemp("out") / "export", fp16=True)
+
+
+@pytest.fixture
+def small_artifact(tmp_path) -> Path:
+    return make_artifact(tmp_path / "artifact", "mlp")
+
+
+def eager(G: nn.Module, z: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return G.eval()(torch.from_numpy(z)).numpy()
+
+
+def run_onnx(path: Path, z: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"z": z})[0]
+
+
+def fresh_z(seed: int, batch: int, latent_dim: int) -> np.ndarray:
+    return np.random.default_rng(1000 + seed).standard_normal((batch, latent_dim), dtype=np.float32)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli.app, ["export", *map(str, args)])
+
+
+def leftovers(artifact: Path) -> list[Path]:
+    """Everything beside and inside the artifact folder that it did not hold before an export."""
+    own = {artifact, artifact / "generator.json", artifact / "generator.safetensors"}
+    return sorted(set(artifact.parent.rglob("*")) - own)
+
+
+# --- parity and file contents -------------------------------------------------------------------
+
+def test_every_format_passes_parity_within_its_bar(exported):
+    assert sorted(p.name for p in exported.files) == sorted([*ALL_FILES, "parity.json"])
+    bars = {(OUTPUT_FLOAT_NCHW, "fp32"): 1e-4, (OUTPUT_FLOAT_NCHW, "fp16"): 2e-2,
+            (OUTPUT_UINT8_NHWC, "fp32"): 1.0, (OUTPUT_UINT8_NHWC, "fp16"): 4.0}
+    results = {r.file: r for r in exported.report.results}  # CPU only here: one result per file
+    assert set(results) == set(ALL_FILES)
+    for name, (kind, precision) in ALL_FILES.items():
+        r = results[name]
+        assert (r.output_kind, r.precision) == (kind, precision)
+        assert r.bar == bars[kind, precision]
+        assert 0.0 <= r.max_error <= r.bar, name
+    assert exported.report.batch_sizes == [1, 7, 256] and len(exported.report.seeds) >= 3
+    on_disk = json.loads((exported.out_dir / "parity.json").read_text())
+    assert on_disk["passed"] is True
+    assert {row["file"]: row["max_error"] for row in on_disk["results"]} == {n: r.max_error for n, r in results.items()}
+
+
+def test_onnx_float_graph_matches_eager_at_any_batch(exported, artifact):
+    G, spec = load_generator(artifact)
+    for batch in (1, 3, 64):
+        z = fresh_z(batch, batch, spec.latent_dim)
+        out = run_onnx(exported.out_dir / "generator.onnx", z)
+        assert out.dtype == np.float32 and out.shape == (batch, *spec.image_shape)
+        assert np.abs(out - eager(G, z)).max() <= 1e-4
+
+
+def test_onnx_graph_contract_and_folded_batch_norm(exported):
+    model = onnx.load(str(exported.out_dir / "generator.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["z"] and [o.name for o in model.graph.output] == ["images"]
+    z_dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert z_dims[0].dim_param and not z_dims[0].HasField("dim_value")  # batch is symbolic
+    assert z_dims[1].dim_value == 16  # the rest is fixed
+    assert all(d.HasField("dim_value") for d in model.graph.output[0].type.tensor_type.shape.dim[1:])
+    assert {op.version for op in model.opset_import if op.domain in ("", "ai.onnx")} == {20}
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}
+    assert "Dropout" not in {n.op_type for n in model.graph.node}
+
+
+def test_uint8_graph_gives_eager_output_quantised_as_nhwc_bytes(exported, artifact):
+    G, spec = load_generator(artifact)
+    z = fresh_z(0, 9, spec.latent_dim)
+    out = run_onnx(exported.out_dir / "generator-uint8.onnx", z)
+    assert out.dtype == np.uint8 and out.shape == (9, spec.img_size, spec.img_size, spec.channels)
+    expected = np.clip(np.round((eager(G, z) + 1) / 2 * 255), 0, 255).transpose(0, 2, 3, 1)
+    assert np.abs(out.astype(np.int16) - expected.astype(np.int16)).max() <= 1
+    assert len(np.unique(out)) > 10, "a constant image would pass a loose check; G's output must vary"
+
+
+def test_fp16_graph_has_half_weights_and_float32_io(exported, artifact):
+    G, spec = load_generator(artifact)
+    model = onnx.load(str(exported.out_dir / "generator-fp16.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    weights = [t for t in model.graph.initializer if len(t.dims) >= 2]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    z = fresh_z(1, 5, spec.latent_dim)
+    out = run_onnx(exported.out_dir / "generator-fp16.onnx", z)
+    assert out.dtype == np.float32 and np.abs(out - eager(G, z)).max() <= 2e-2
+
+
+def test_torchscript_loads_alone_and_matches_eager(exported, artifact):
+    G, spec = load_generator(artifact)
+    extra = {METADATA_KEY: ""}
+    module = torch.jit.load(str(exported.out_dir / "generator.torchscript.pt"), _extra_files=extra)
+    z = fresh_z(2, 7, spec.latent_dim)
+    with torch.no_grad():
+        out = module(torch.from_numpy(z)).numpy()
+    assert np.abs(out - eager(G, z)).max() <= 1e-4
+    assert ModelMetadata.from_json(extra[METADATA_KEY]).output_kind == OUTPUT_FLOAT_NCHW
+
+
+def test_metadata_round_trips_through_onnxruntime_alone(exported, artifact):
+    """A runtime reads everything it needs from the file; it agrees with generator.json."""
+    spec = json.loads((artifact / "generator.json").read_text())
+    for name, (kind, precision) in ALL_FILES.items():
+        path = exported.out_dir / name
+        if path.suffix == ".onnx":
+            props = ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+        else:
+            props = {METADATA_KEY: ""}
+            torch.jit.load(str(path), _extra_files=props)
+        data = json.loads(props[METADATA_KEY])
+        for key in ("latent_dim", "channels", "img_size", "dataset", "arch", "weights_sha256", "gancli_version"):
+            assert data[key] == spec[key], (name, key)
+        assert data["value_range"] == list(spec["value_range"])
+        assert (data["output_kind"], data["precision"]) == (kind, precision)
+        assert ModelMetadata.from_props(props).image_shape == (spec["channels"], spec["img_size"], spec["img_size"])
+    assert len(spec["weights_sha256"]) == 64
+
+
+def test_export_onnx_leaves_callers_generator_alone(small_artifact, tmp_path):
+    G, spec = load_generator(small_artifact)
+    G.train()
+    out = tmp_path / "out"
+    out.mkdir()
+    meta = export_onnx(G, spec, out / "g.onnx", fp16=True)
+    assert meta.precision == "fp16" and (out / "g.onnx").is_file()
+    assert G.training and all(p.dtype == torch.float32 for p in G.parameters())
+    assert [p.name for p in out.iterdir()] == ["g.onnx"], "the temp file of the atomic write was left behind"
+
+
+# --- failures: one line, exit 1, nothing written ---------------------------------------------------
+
+@pytest.mark.parametrize("corruption", [1e-3, float("nan")])
+def test_failed_parity_raises_and_keeps_no_file(small_artifact, tmp_path, monkeypatch, corruption):
+    true_reference = export.parity.eager_images
+    monkeypatch.setattr(export.parity, "eager_images", lambda G, z: true_reference(G, z) + corruption)
+    with pytest.raises(ParityError, match=r"generator\.torchscript\.pt \(torchscript\)"):
+        export_generator(small_artifact, "torchscript", tmp_path / "out")
+    assert leftovers(small_artifact) == []
+
+
+def test_failed_parity_through_the_cli_is_one_line_and_keeps_no_file(small_artifact, monkeypatch):
+    monkeypatch.setattr(export.parity, "FP32_MAX_ABS_ERROR", -1.0)  # no error can be under it
+    result = invoke(small_artifact, "--format", "torchscript")
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "parity failed" in result.output
+    assert leftovers(small_artifact) == []
+
+
+def test_parity_error_names_the_uint8_graph_that_is_off(exported, artifact):
+    G, _ = load_generator(artifact)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in G.parameters():  # eager now computes something else than the exported graph
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+    with pytest.raises(ParityError, match="generator-uint8.onnx"):
+        check_parity(G, [exported.out_dir / "generator-uint8.onnx"], batch_sizes=(7,), seeds=(0,))
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("missing", "does not exist"),
+    ("bad_json", "generator.json is not valid JSON"),
+    ("weights_changed", "does not match the hash"),
+    ("json_disagrees", "disagrees with generator.safetensors"),
+])
+def test_bad_source_is_one_line_and_writes_nothing(small_artifact, tmp_path, damage, expected):
+    source = small_artifact
+    if damage == "missing":
+        source = tmp_path / "no-such-run"
+    elif damage == "bad_json":
+        (source / "generator.json").write_text("{ not json")
+    elif damage == "weights_changed":
+        data = bytearray((source / "generator.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (source / "generator.safetensors").write_bytes(bytes(data))
+    elif damage == "json_disagrees":
+        spec = json.loads((source / "generator.json").read_text())
+        spec["img_size"] = 16  # the weights were saved for 8x8 images; the hash still matches them
+        (source / "generator.json").write_text(json.dumps(spec))
+    with pytest.raises(ArtifactError, match=expected):
+        export_generator(source, "all")
+    result = invoke(source)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and expected in result.output
+    assert leftovers(small_artifact) == []
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["--format", "tflite"], "--format 'tflite' is not known; use one of onnx, torchscript, all"),
+    (["--opset", "9"], "--opset 9 is not supported; use 18 to"),
+    (["--format", "torchscript", "--fp16"], "--fp16 adds half-precision ONNX graphs"),
+])
+def test_bad_option_is_one_line_and_writes_nothing(small_artifact, options, expected):
+    result = invoke(small_artifact, *options)
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and expected in result.output
+    assert leftovers(small_artifact) == []
+
+
+@pytest.mark.parametrize("out", ["generator.json", "generator.json/sub"])
+def test_unwritable_output_folder_is_one_line(small_artifact, out):
+    result = invoke(small_artifact, "--format", "torchscript", "--out", small_artifact / out)
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and "--out" in result.output
+    assert leftovers(small_artifact) == []
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+def test_cli_exports_into_source_export_folder_by_default(small_artifact):
+    result = invoke(small_artifact, "--format", "torchscript")
+    assert result.exit_code == 0, result.output
+    out = small_artifact / "export"
+    assert sorted(p.name for p in out.iterdir()) == ["generator.torchscript.pt", "parity.json"]
+    assert "generator.torchscript.pt" in result.output and "torchscript" in result.output
+    assert json.loads((out / "parity.json").read_text())["passed"] is True
+    assert not [p for p in small_artifact.parent.rglob("*") if ".tmp-" in p.name]
+
+
+def test_cli_onnx_with_out_and_opset(small_artifact, tmp_path):
+    result = invoke(small_artifact, "--format", "onnx", "--out", tmp_path / "models", "--opset", "18")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["generator-uint8.onnx", "generator.onnx", "parity.json"]
+    model = onnx.load(str(tmp_path / "models" / "generator.onnx"))
+    assert {op.version for op in model.opset_import if op.domain in ("", "ai.onnx")} == {18}
