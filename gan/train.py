@@ -14,12 +14,14 @@ Every file is written atomically, so a crash leaves the previous epoch's files i
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -307,31 +309,49 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, val: torch.Tensor) -> dict[str, float]:
-        """Losses on held-out real images and on fakes from a fixed z, with G and D in eval mode.
+        """Losses on held-out real images and on fakes from a fixed z.
 
-        Uses the bare modules, not the DDP wrappers, so rank 0 can run it alone.
+        G runs as it ships (eval mode). D normalises each batch by its own statistics, as in
+        training: its running stats blend real and fake batches, so eval-mode D would judge
+        images by statistics it never trained with. Uses the bare modules, not the DDP
+        wrappers, so rank 0 can run it alone.
         """
         cfg = self.cfg
         self.G.eval()
         self.D.eval()
         z_gen = torch.Generator().manual_seed(cfg.seed + 2)
         sums = {"d_loss": 0.0, "g_loss": 0.0, "d_x": 0.0, "d_g_z": 0.0}
-        for start in range(0, val.shape[0], cfg.batch_size):
-            real = to_model_range(val[start:start + cfg.batch_size])
-            b = real.shape[0]
-            z = torch.randn(b, cfg.latent_dim, generator=z_gen).to(self.device)
-            with self._autocast():
-                d_real = self.D(real).float()
-                d_fake = self.D(self.G(z)).float()
-            sums["d_loss"] += b * (F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label))
-                                   + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))).item()
-            sums["g_loss"] += b * F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake)).item()
-            sums["d_x"] += torch.sigmoid(d_real).sum().item()
-            sums["d_g_z"] += torch.sigmoid(d_fake).sum().item()
+        with batch_norm_uses_batch_stats(self.D):
+            for start in range(0, val.shape[0], cfg.batch_size):
+                real = to_model_range(val[start:start + cfg.batch_size])
+                b = real.shape[0]
+                z = torch.randn(b, cfg.latent_dim, generator=z_gen).to(self.device)
+                with self._autocast():
+                    d_real = self.D(real).float()
+                    d_fake = self.D(self.G(z)).float()
+                sums["d_loss"] += b * (F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label))
+                                       + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))).item()
+                sums["g_loss"] += b * F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake)).item()
+                sums["d_x"] += torch.sigmoid(d_real).sum().item()
+                sums["d_g_z"] += torch.sigmoid(d_fake).sum().item()
         self.G.train()
         self.D.train()
         n = max(val.shape[0], 1)
         return {k: v / n for k, v in sums.items()}
+
+
+@contextlib.contextmanager
+def batch_norm_uses_batch_stats(module: nn.Module) -> Iterator[None]:
+    """Batch norm layers normalise with each batch's statistics but leave their running stats alone."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in layers]
+    for m in layers:
+        m.training, m.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for m, (training, track) in zip(layers, saved):
+            m.training, m.track_running_stats = training, track
 
 
 def batches_per_epoch(n_images: int, batch_size: int) -> int:

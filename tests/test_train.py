@@ -114,3 +114,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monk
         train(cfg)
     run_dir = next((tmp_path / "runs").iterdir())
     assert torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)["epoch"] == 1
+
+
+def test_validation_changes_no_model_state(data_root, tmp_path):
+    cfg = tiny("mnist", data_root, tmp_path)
+    trainer = Trainer(cfg, torch.device("cpu"))
+    trainer.train_step(torch.rand(16, 1, 28, 28) * 2 - 1)  # running stats away from their init
+    before = {k: v.clone() for k, v in {**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}.items()}
+    images = (torch.rand(40, 1, 28, 28) * 255).to(torch.uint8)
+    rng = torch.get_rng_state()
+    val = trainer.validate(images)
+    after = {**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}
+    assert all(torch.equal(before[k], after[k]) for k in before), "validation moved a weight or running stat"
+    assert torch.equal(rng, torch.get_rng_state()), "validation moved the training RNG"
+    assert trainer.G.training and trainer.D.training
+    assert 0 < val["d_x"] < 1 and val["d_loss"] > 0

@@ -1,0 +1,180 @@
+"""The small MNIST classifier that `gancli eval` uses as a feature network when no Inception weights are on disk.
+
+Shipped in `models/mnist-classifier/` as `classifier.safetensors` + `classifier.json` (architecture, input
+normalisation, test accuracy, seed, weights hash), trained by `scripts/train_classifier.py`. Its 128-d
+penultimate activations give the Fréchet classifier distance (FCD), its softmax the classifier Inception
+score and the share of each digit class.
+
+Images enter as uint8 [N, 28, 28, 1] (NHWC, the runtime's output layout), 0 = black background.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gan.artifact import sha256_file
+from gan.errors import ArtifactError, DataError, EvalError
+from gan.io import atomic_path, write_text_atomic
+
+CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "models" / "mnist-classifier"
+WEIGHTS_NAME = "classifier.safetensors"
+SPEC_NAME = "classifier.json"
+CLASSIFIER_FORMAT = "gancli-mnist-classifier"
+CLASSIFIER_FORMAT_VERSION = 1
+FEATURE_NETWORK_NAME = "mnist-classifier"
+IMAGE_SHAPE = (28, 28, 1)  # H, W, C of the images it accepts
+
+
+class MNISTClassifier(nn.Module):
+    """Two conv blocks (conv 3x3, BN, ReLU, max-pool), fc + BN + ReLU -> `feature_dim` features, fc -> logits."""
+
+    def __init__(self, conv_channels: tuple[int, int] = (16, 32), feature_dim: int = 128, num_classes: int = 10,
+                 dropout: float = 0.5):
+        super().__init__()
+        c1, c2 = conv_channels
+        self.body = nn.Sequential(
+            # state size: 1 x 28 x 28 -> c1 x 14 x 14
+            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            # c1 x 14 x 14 -> c2 x 7 x 7
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Flatten(),
+            # BN before the last ReLU keeps every feature unit active on some images: no dead (constant) features,
+            # whose zero variance would make the covariance that FCD takes the square root of singular
+            nn.Linear(c2 * 7 * 7, feature_dim, bias=False), nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True),
+        )
+        # dropout sits after the features so that they are the same in training and eval
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images [B, 1, 28, 28] -> penultimate activations [B, feature_dim]."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@dataclass
+class ClassifierSpec:
+    """Everything needed to rebuild the classifier and to feed it the way it was trained."""
+
+    conv_channels: tuple[int, int] = (16, 32)
+    feature_dim: int = 128
+    num_classes: int = 10
+    dropout: float = 0.5
+    # pixels are x / 255, then (x - mean) / std with the MNIST train statistics
+    normalization: dict = field(default_factory=lambda: {"mean": 0.1307, "std": 0.3081})
+    input: str = "uint8 [N, 28, 28, 1] (NHWC), 0 = black background"
+    test_accuracy: float = 0.0  # on the 10,000 MNIST test images
+    training: dict = field(default_factory=dict)  # seed, epochs, optimiser, seconds, torch version
+    weights_sha256: str = ""
+    format: str = CLASSIFIER_FORMAT
+    format_version: int = CLASSIFIER_FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = SPEC_NAME) -> "ClassifierSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{source} is not valid JSON ({e}); run scripts/train_classifier.py again") from e
+        if not isinstance(data, dict) or data.get("format") != CLASSIFIER_FORMAT:
+            raise ArtifactError(f"{source} does not describe a gancli MNIST classifier "
+                                f"(no format {CLASSIFIER_FORMAT!r})")
+        if data.get("format_version", 0) > CLASSIFIER_FORMAT_VERSION:
+            raise ArtifactError(f"{source} has format version {data['format_version']}; upgrade gancli to read it")
+        try:
+            data["conv_channels"] = tuple(data["conv_channels"])
+            return cls(**data)
+        except (KeyError, TypeError) as e:
+            raise ArtifactError(f"{source} has missing or unknown fields ({e}); "
+                                f"run scripts/train_classifier.py again") from e
+
+
+def build_classifier(spec: ClassifierSpec) -> MNISTClassifier:
+    return MNISTClassifier(spec.conv_channels, spec.feature_dim, spec.num_classes, spec.dropout)
+
+
+def save_classifier(model: MNISTClassifier, spec: ClassifierSpec, out_dir: str | Path) -> Path:
+    """Write the weights, then the JSON naming their hash; each file atomically. Returns the JSON path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": CLASSIFIER_FORMAT})
+        spec.weights_sha256 = sha256_file(tmp)
+    write_text_atomic(out_dir / SPEC_NAME, spec.to_json())
+    return out_dir / SPEC_NAME
+
+
+def load_classifier(path: str | Path | None = None,
+                    device: str | torch.device = "cpu") -> tuple[MNISTClassifier, ClassifierSpec]:
+    """Rebuild the classifier from its JSON and load its safetensors weights; eval mode. Default: the shipped one."""
+    folder = Path(path) if path is not None else CLASSIFIER_DIR
+    spec_path, weights = folder / SPEC_NAME, folder / WEIGHTS_NAME
+    if not spec_path.is_file() or not weights.is_file():
+        raise ArtifactError(f"{folder} lacks {SPEC_NAME} or {WEIGHTS_NAME}; "
+                            f"restore models/mnist-classifier/ or run scripts/train_classifier.py")
+    spec = ClassifierSpec.from_json(spec_path.read_text(), str(spec_path))
+    if spec.weights_sha256 and sha256_file(weights) != spec.weights_sha256:
+        raise ArtifactError(f"{weights} does not match the hash in {SPEC_NAME}; the file changed or is corrupt")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise ArtifactError(f"{weights} is not a readable safetensors file ({e})") from e
+    model = build_classifier(spec)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "shape mismatch"
+        raise ArtifactError(f"{SPEC_NAME} disagrees with {WEIGHTS_NAME} ({first}); "
+                            f"the two files come from different runs") from e
+    return model.to(device).eval(), spec
+
+
+def load_mnist_labelled(data_root: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Real MNIST with its labels from `data_root`/mnist (never downloaded): uint8 [N, 28, 28, 1], int64 [N]."""
+    from torchvision.datasets import MNIST
+
+    folder = Path(data_root) / "mnist"
+    try:
+        ds = MNIST(str(folder), train=train, download=False)
+    except RuntimeError as e:  # torchvision: "Dataset not found"
+        raise DataError(f"MNIST not found in {folder}; pass a data root that has mnist/MNIST/raw/ "
+                        f"(`gancli train --dataset mnist` downloads it there when online)") from e
+    return ds.data.numpy()[..., None], ds.targets.numpy().astype(np.int64)
+
+
+def check_mnist_images(images: np.ndarray, name: str = "images") -> None:
+    """Raise EvalError unless `images` is uint8 [N, 28, 28, 1]: the only input the classifier was trained on."""
+    if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE:
+        raise EvalError(f"the MNIST classifier needs uint8 [N, 28, 28, 1] {name}, got {images.dtype} "
+                        f"{list(images.shape)}; it fits 28x28 grey generators only")
+
+
+def to_classifier_input(images: np.ndarray, spec: ClassifierSpec, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 [N, 28, 28, 1] -> normalised float32 [N, 1, 28, 28]."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255.0
+    return (x - spec.normalization["mean"]) / spec.normalization["std"]
+
+
+@torch.no_grad()
+def classifier_outputs(model: MNISTClassifier, spec: ClassifierSpec, images: np.ndarray,
+                       batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(penultimate features [N, feature_dim] float64, class probabilities [N, num_classes] float64)."""
+    check_mnist_images(images)
+    device = next(model.parameters()).device
+    features, probs = [], []
+    for start in range(0, len(images), batch_size):
+        f = model.features(to_classifier_input(images[start:start + batch_size], spec, device))
+        features.append(f.double().cpu().numpy())
+        probs.append(torch.softmax(model.head(f).double(), dim=1).cpu().numpy())
+    return np.concatenate(features), np.concatenate(probs)

@@ -1,0 +1,107 @@
+"""The shipped MNIST classifier: its accuracy from the shipped weights, and the FCD, IS and class shares it gives
+on real MNIST (never retrained here)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gan import classifier, metrics
+from gan.errors import ArtifactError, EvalError
+
+
+@pytest.fixture(scope="module")
+def shipped() -> tuple[classifier.MNISTClassifier, classifier.ClassifierSpec]:
+    return classifier.load_classifier()
+
+
+@pytest.fixture(scope="module")
+def mnist_test(data_root) -> tuple[np.ndarray, np.ndarray]:
+    return classifier.load_mnist_labelled(data_root, train=False)
+
+
+@pytest.fixture(scope="module")
+def test_outputs(shipped, mnist_test) -> tuple[np.ndarray, np.ndarray]:
+    model, spec = shipped
+    return classifier.classifier_outputs(model, spec, mnist_test[0])
+
+
+@pytest.fixture(scope="module")
+def train_features(shipped, data_root) -> np.ndarray:
+    # a seeded third of MNIST train: the FCD floor barely moves, the test runs three times faster
+    images, _ = classifier.load_mnist_labelled(data_root, train=True)
+    subset = np.sort(np.random.default_rng(0).choice(len(images), 20000, replace=False))
+    return classifier.classifier_outputs(*shipped, images[subset])[0]
+
+
+def test_shipped_files_are_small_and_self_described(shipped):
+    _, spec = shipped
+    assert (classifier.CLASSIFIER_DIR / classifier.WEIGHTS_NAME).stat().st_size < 2 * 1024 * 1024
+    described = json.loads((classifier.CLASSIFIER_DIR / classifier.SPEC_NAME).read_text())
+    assert described["format"] == classifier.CLASSIFIER_FORMAT
+    assert {"seed", "epochs", "seconds"} <= set(described["training"])
+    assert len(spec.weights_sha256) == 64 and spec.feature_dim == 128
+
+
+def test_shipped_classifier_reaches_98_percent_on_all_of_mnist_test(test_outputs, mnist_test, shipped):
+    _, probs = test_outputs
+    accuracy = float((probs.argmax(1) == mnist_test[1]).mean())
+    assert accuracy >= 0.98
+    assert accuracy == pytest.approx(shipped[1].test_accuracy, abs=1e-4)  # the JSON tells the truth
+
+
+def test_real_test_images_score_high_classifier_is_and_balanced_class_shares(test_outputs, mnist_test):
+    features, probs = test_outputs
+    assert features.shape == (10000, 128) and probs.shape == (10000, 10)
+    is_mean, _ = metrics.inception_score(probs)
+    assert is_mean > 9.3  # room above the 9.0 that the shipped generator must reach
+    shares = metrics.class_shares(probs)
+    true_shares = np.bincount(mnist_test[1], minlength=10) / len(mnist_test[1])
+    assert np.abs(shares - true_shares).max() < 0.005
+    assert ((shares > 0.08) & (shares < 0.12)).all()
+
+
+def test_fcd_is_small_for_real_test_images_and_large_for_noise(test_outputs, train_features, shipped):
+    real_fcd = metrics.frechet_distance(test_outputs[0], train_features)
+    noise = np.random.default_rng(0).integers(0, 256, size=(2000, 28, 28, 1), dtype=np.uint8)
+    noise_fcd = metrics.frechet_distance(classifier.classifier_outputs(*shipped, noise)[0], train_features)
+    assert real_fcd < 1.0
+    assert noise_fcd > 100 * real_fcd
+
+
+def test_features_do_not_depend_on_the_batch(shipped, mnist_test):
+    images = mnist_test[0][:64]
+    whole = classifier.classifier_outputs(*shipped, images)
+    batched = classifier.classifier_outputs(*shipped, images, batch_size=10)
+    np.testing.assert_allclose(whole[0], batched[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(whole[1], batched[1], rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_round_trip_and_a_changed_weights_file_is_refused(tmp_path, mnist_test):
+    torch.manual_seed(0)
+    spec = classifier.ClassifierSpec(conv_channels=(4, 8), feature_dim=16)
+    model = classifier.build_classifier(spec).eval()
+    classifier.save_classifier(model, spec, tmp_path)
+    loaded, loaded_spec = classifier.load_classifier(tmp_path)
+    assert loaded_spec == spec
+    images = mnist_test[0][:8]
+    np.testing.assert_array_equal(classifier.classifier_outputs(model, spec, images)[1],
+                                  classifier.classifier_outputs(loaded, loaded_spec, images)[1])
+    with open(tmp_path / classifier.WEIGHTS_NAME, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError, match="does not match the hash"):
+        classifier.load_classifier(tmp_path)
+
+
+def test_a_missing_classifier_is_one_clear_error(tmp_path):
+    with pytest.raises(ArtifactError, match="lacks classifier.json or classifier.safetensors; restore"):
+        classifier.load_classifier(tmp_path)
+
+
+def test_images_that_are_not_mnist_shaped_are_refused(shipped):
+    with pytest.raises(EvalError, match=r"needs uint8 \[N, 28, 28, 1\] images, got uint8 \[4, 32, 32, 3\]"):
+        classifier.classifier_outputs(*shipped, np.zeros((4, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(EvalError, match="got float32"):
+        classifier.classifier_outputs(*shipped, np.zeros((4, 28, 28, 1), dtype=np.float32))
