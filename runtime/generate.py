@@ -1,0 +1,429 @@
+"""Bulk generation: N images from an exported generator, reproducible, resumable, shardable, fast.
+
+Image i is made from latents(seed, i) alone, named by i, and written atomically; a rerun makes only
+what is missing, and `shard=(k, m)` makes the k-th of m disjoint parts of the same set.
+
+Layouts (picked by device; measured on the 2-core CPU, see benchmarks/bench_generate.py):
+  processes  CPU: one process per core, each with a 1-thread onnxruntime session that makes z, runs
+             the generator and encodes + writes its own batch inline. Cores never fight: threads
+             overlapping inference with encoding lost to this (PERF-NOTES).
+  threads    CUDA: the main thread feeds the GPU; a pool of encoder threads (OpenCV and file writes
+             release the GIL) writes the uint8 batches.
+  inline     one process, no overlap: small jobs, or workers=1.
+In every layout at most a few batches per worker are in flight, so memory stays flat for any N.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.errors import GenerateError
+from runtime.latents import MAX_SEED, latents
+from runtime.metadata import ModelMetadata
+from runtime.session import GeneratorSession, resolve_device
+from runtime.writer import (FORMATS, HEADER_NAME, NPZ_CHUNK, FolderMaker, Manifest, existing_mask, file_present,
+                            remove_stale_temps, write_bytes_atomic, write_grid, write_image_files,
+                            write_npz_chunk)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_MODEL = "cats-dcgan"
+SERVING_FILES = ("generator-uint8.onnx", "generator.onnx")  # the uint8 graph first: only bytes leave it
+LAYOUTS = ("auto", "processes", "threads", "inline")
+GRID_IMAGES = 64
+# Workers are forked on Linux: a forked worker starts in ~0.05 s, a spawned one re-imports numpy,
+# onnxruntime and OpenCV (~0.5 s of CPU each, 10-15 % of a 2,000-image run on 2 cores). Forking is
+# safe here because the parent holds no onnxruntime thread pool when it forks (its session has 1
+# intra-op thread) and the children build their own sessions. Elsewhere fork is unsafe: spawn.
+WORKER_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+IN_FLIGHT_PER_WORKER = 2  # one batch being made, one queued: keeps workers busy, memory flat
+# Batch sizes measured best per worker (bench_generate.py): small conv batches stay in cache on a
+# 1-thread CPU session; the MLP gains from large GEMMs; a GPU wants large batches.
+AUTO_BATCH = {("cpu", "dcgan"): 64, ("cpu", "mlp"): 1000, ("cuda", "dcgan"): 512, ("cuda", "mlp"): 4096}
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    out_dir: Path
+    model: Path
+    device: str
+    layout: str
+    workers: int
+    batch_size: int
+    start: int  # this run's index range [start, stop)
+    stop: int
+    made: int
+    already: int  # images of the range found on disk and kept
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.made / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A path to an .onnx file, or a name of a shipped model in models/<name>/ (default cats-dcgan)."""
+    model = DEFAULT_MODEL if model is None else model
+    path = Path(model)
+    if path.suffix == ".onnx" or path.is_file():
+        if not path.is_file():
+            raise GenerateError(f"model file {path} not found; pass an exported .onnx file or a model name from {MODELS_DIR}")
+        return path
+    folder = path if path.is_dir() else MODELS_DIR / str(model)
+    for name in SERVING_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    shipped = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir()) if MODELS_DIR.is_dir() else []
+    names = ", ".join(shipped) or "none yet"
+    raise GenerateError(f"no model {str(model)!r}: {folder} has no {' or '.join(SERVING_FILES)} "
+                        f"(shipped models: {names}); pass --model FILE.onnx from `gancli export`")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/M' -> (K, M), K counted from 0: '0/2' and '1/2' are the two halves."""
+    try:
+        k, m = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise GenerateError(f"--shard {text!r} is not K/M; write e.g. 0/2 and 1/2 for two halves") from None
+    if m < 1 or not 0 <= k < m:
+        raise GenerateError(f"--shard {text!r}: need 0 <= K < M (K counts from 0), e.g. 0/{max(m, 2)}")
+    return k, m
+
+
+def shard_range(n: int, shard: tuple[int, int], fmt: str) -> tuple[int, int]:
+    """Indices [start, stop) of shard k of m; npz shards split on chunk boundaries so no file is shared."""
+    k, m = shard
+    unit = NPZ_CHUNK if fmt == "npz" else 1
+    units = -(-n // unit)
+    return min(n, k * units // m * unit), min(n, (k + 1) * units // m * unit)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_or_write_header(out_dir: Path, header: dict) -> None:
+    """Refuse to mix sets: the folder's images must come from the same model file, seed and format."""
+    path = out_dir / HEADER_NAME
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise GenerateError(f"{path} is unreadable ({e}); choose another --out folder") from e
+        for key in ("model_sha256", "seed", "format"):
+            if old.get(key) != header[key]:
+                raise GenerateError(f"{out_dir} holds images made with another {key.replace('_', ' ')} "
+                                    f"({old.get(key)} vs {header[key]}); use another --out, or the same settings to resume")
+        return
+    write_bytes_atomic(path, json.dumps(header, indent=2).encode())
+
+
+def make_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GenerateError(f"--out {out_dir} is a file, not a folder; choose a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenerateError(f"cannot create --out folder {out_dir} ({e.strerror}); choose a writable place") from e
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise GenerateError(f"--out folder {out_dir} is not writable; choose a writable place")
+
+
+def _missing_blocks(have: np.ndarray, start: int, block: int = 1 << 20) -> Iterator[np.ndarray]:
+    """Indices not on disk, a block of the range at a time (memory stays flat for any N)."""
+    for lo in range(0, len(have), block):
+        yield np.flatnonzero(~have[lo:lo + block]) + (start + lo)
+
+
+def plan_tasks(start: int, stop: int, have: np.ndarray, fmt: str, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(indices to make, how many of them are new) per task, lazily: batches of missing images, or
+    whole npz chunks (an incomplete chunk file is remade whole, with the same z for what it held)."""
+    if fmt == "npz":
+        for first in range(start - start % NPZ_CHUNK, stop, NPZ_CHUNK):
+            lo, hi = max(first, start), min(first + NPZ_CHUNK, stop)
+            new = int(np.count_nonzero(~have[lo - start:hi - start]))
+            if new:
+                yield np.arange(lo, hi, dtype=np.int64), new
+        return
+    pending = np.empty(0, dtype=np.int64)
+    for missing in _missing_blocks(have, start):
+        pending = np.concatenate((pending, missing))
+        while len(pending) >= batch_size:
+            yield pending[:batch_size].copy(), batch_size
+            pending = pending[batch_size:]
+    if len(pending):
+        yield pending, len(pending)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker needs to make and write any task (picklable for worker processes)."""
+
+    model: Path
+    out_dir: Path
+    fmt: str
+    seed: int
+    batch_size: int
+
+
+class BatchMaker:
+    """z -> generator -> encoded files for one task's indices."""
+
+    def __init__(self, job: Job, session: GeneratorSession, should_stop: Callable[[], bool]):
+        self.job = job
+        self.session = session
+        self.should_stop = should_stop
+        self.folders = FolderMaker(job.out_dir)
+
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 [len(indices), H, W, C]; an npz chunk runs in batch_size pieces."""
+        latent_dim, step = self.session.metadata.latent_dim, self.job.batch_size
+        parts = [self.session.images(latents(self.job.seed, indices[k:k + step], latent_dim))
+                 for k in range(0, len(indices), step)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def write(self, indices: np.ndarray, images: np.ndarray) -> list[int]:
+        if self.job.fmt == "npz":
+            return [] if self.should_stop() else write_npz_chunk(self.folders, indices, images)
+        return write_image_files(self.folders, indices, images, self.job.fmt, self.should_stop)
+
+    def run(self, indices: np.ndarray) -> list[int]:
+        if self.should_stop():
+            return []
+        return self.write(indices, self.images(indices))
+
+
+# Worker-process state: set once by the pool initializer, used by every task the process runs.
+_process_maker: BatchMaker | None = None
+
+
+def _init_worker_process(job: Job, stop: threading.Event) -> None:
+    global _process_maker
+    # Ctrl-C goes to the whole process group: the parent alone decides, and tells workers via `stop`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    _process_maker = BatchMaker(job, GeneratorSession(job.model, device="cpu", threads=1), stop.is_set)
+
+
+def _worker_ready() -> None:
+    """A no-op task: submitting one per worker makes the pool spawn them all at once."""
+
+
+def _run_in_worker_process(indices: np.ndarray) -> list[int]:
+    assert _process_maker is not None
+    return _process_maker.run(indices)
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Processes spawned inside ignore Ctrl-C from birth (Python keeps an inherited SIG_IGN)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Runner:
+    """Submits tasks to one layout; each future resolves to the indices written."""
+
+    def __init__(self, layout: str, workers: int, job: Job, session: GeneratorSession):
+        self.layout = layout
+        self.workers = workers
+        # inline work is done at submit: a window would only delay the manifest
+        self.max_in_flight = 1 if layout == "inline" else IN_FLIGHT_PER_WORKER * workers
+        self._pool: ProcessPoolExecutor | ThreadPoolExecutor | None = None
+        if layout == "processes":
+            context = get_context(WORKER_START_METHOD)
+            self.stop = context.Event()
+            self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker_process,
+                                             initargs=(job, self.stop))
+            self._start_processes()
+        else:
+            self.stop = threading.Event()
+            if layout == "threads":
+                cv2.setNumThreads(1)  # parallel across images, not inside one small image
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gancli-writer")
+        self.maker = BatchMaker(job, session, self.stop.is_set)
+
+    def _start_processes(self) -> None:
+        """Spawn every worker now, so their start-up (imports, session: ~0.5 s) overlaps the parent's
+        checks, and inside sigint_ignored (the pool spawns one worker per submit while none is idle)."""
+        with sigint_ignored():
+            for _ in range(self.workers):
+                self._pool.submit(_worker_ready)
+
+    def submit(self, indices: np.ndarray) -> Future:
+        if self.layout == "processes":
+            return self._pool.submit(_run_in_worker_process, indices)
+        if self.layout == "threads":
+            images = self.maker.images(indices)  # the main thread keeps the device busy
+            return self._pool.submit(self.maker.write, indices, images)
+        future: Future = Future()
+        future.set_result(self.maker.run(indices))
+        return future
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_tasks(runner: Runner, tasks: Iterable[tuple[np.ndarray, int]], total: int, manifest: Manifest,
+              on_progress: Callable[[int, int], None] | None) -> int:
+    """Make every task with a bounded window in flight; list each finished batch in the manifest.
+
+    On an error or Ctrl-C: tell workers to stop between files, list what they finished, re-raise.
+    """
+    made = 0
+    window: deque[tuple[Future, int]] = deque()
+
+    def settle_oldest() -> None:
+        nonlocal made
+        future, new = window[0]  # popped only once listed: an interrupt while waiting must not lose it
+        manifest.append(future.result())
+        window.popleft()
+        made += new
+        if on_progress is not None:
+            on_progress(made, total)
+
+    if on_progress is not None:
+        on_progress(0, total)
+    try:
+        for indices, new in tasks:
+            window.append((runner.submit(indices), new))
+            while len(window) >= runner.max_in_flight:
+                settle_oldest()
+        while window:
+            settle_oldest()
+    except BrokenProcessPool as e:
+        raise GenerateError("a worker process died (killed, out of memory, or generate() called from a script "
+                            "without `if __name__ == '__main__':`); what was written is kept, run again to resume") from e
+    except BaseException:
+        runner.stop.set()
+        for future, _ in window:
+            future.cancel()
+        for future, _ in window:
+            with contextlib.suppress(BaseException):  # the first error is the one to report
+                if not future.cancelled():
+                    manifest.append(future.result())  # lists each index once, even if listed already
+        raise
+    return made
+
+
+def default_workers() -> int:
+    """One per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def choose_layout(layout: str, device: str, workers: int | None, n_tasks: int) -> tuple[str, int]:
+    if layout not in LAYOUTS:
+        raise GenerateError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise GenerateError(f"workers must be >= 1, not {workers}")
+    if layout == "auto":
+        layout = "threads" if device == "cuda" else "processes"
+    if layout == "processes":
+        workers = min(workers, max(n_tasks, 1))  # a worker without a task would only cost its start-up
+        if workers == 1:
+            layout = "inline"
+    return layout, workers
+
+
+def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: str | tuple[int, int]) -> tuple[int, int]:
+    """Fail fast, before any model is loaded; returns the shard as (k, m)."""
+    if n <= 0:
+        raise GenerateError(f"-n must be a positive number of images, not {n}")
+    if fmt not in FORMATS:
+        raise GenerateError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if batch_size is not None and batch_size < 1:
+        raise GenerateError(f"--batch-size must be >= 1 (or auto), not {batch_size}")
+    if not 0 <= seed <= MAX_SEED:
+        raise GenerateError(f"--seed must be between 0 and 2**128 - 1, not {seed}")
+    k, m = parse_shard(shard) if isinstance(shard, str) else shard
+    if not 0 <= k < m:
+        raise GenerateError(f"shard {k}/{m}: need 0 <= K < M")
+    return k, m
+
+
+def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, batch_size: int | None = None,
+             device: str = "auto", seed: int = 0, fmt: str = "png", shard: str | tuple[int, int] = (0, 1),
+             grid: str | Path | None = None, workers: int | None = None, layout: str = "auto",
+             on_progress: Callable[[int, int], None] | None = None) -> GenerateResult:
+    """Make images [0, n) (or this shard's part) in `out_dir`, skipping those already there.
+
+    on_progress(made, total) is called after each batch; it may raise KeyboardInterrupt to stop.
+    """
+    started = time.perf_counter()
+    shard = check_arguments(n, fmt, batch_size, seed, shard)
+    device = resolve_device(device)
+    model_path = resolve_model(model)
+    # one intra-op thread: no thread pool exists when worker processes fork from this one
+    session = GeneratorSession(model_path, device=device, threads=1)
+    meta = session.metadata
+    out_dir = Path(out_dir)
+    make_out_dir(out_dir)
+    start, stop = shard_range(n, shard, fmt)
+    batch_size = batch_size or AUTO_BATCH.get((session.device, meta.arch), 64)
+    most_tasks = -(-(stop - start) // (NPZ_CHUNK if fmt == "npz" else batch_size))
+    layout, workers = choose_layout(layout, session.device, workers, most_tasks)
+    if layout == "threads" and session.device == "cpu":
+        session = GeneratorSession(model_path, device="cpu", threads=0)  # the main thread infers on every core
+    runner = Runner(layout, workers, Job(model_path, out_dir, fmt, seed, batch_size), session)
+    try:
+        check_or_write_header(out_dir, {
+            "model": str(model_path), "model_sha256": sha256_file(model_path), "seed": seed, "format": fmt,
+            "image_shape": list(meta.image_shape), "output_kind": meta.output_kind,
+            "note": "image i is made from latents(seed, i) of runtime/latents.py; the manifest lists the files",
+        })
+        remove_stale_temps(out_dir, start, stop)
+        have = existing_mask(out_dir, fmt, start, stop)
+        k, m = shard
+        manifest = Manifest(out_dir / ("manifest.jsonl" if m == 1 else f"manifest-{k}-of-{m}.jsonl"),
+                            seed, fmt, start, stop)
+        manifest.rebuild(have, file_present(out_dir, fmt))
+        already = int(np.count_nonzero(have))
+        made = run_tasks(runner, plan_tasks(start, stop, have, fmt, batch_size), len(have) - already,
+                         manifest, on_progress)
+    finally:
+        runner.close()
+    if grid is not None:
+        first = np.arange(start, min(stop, start + GRID_IMAGES))
+        write_grid(Path(grid), session.images(latents(seed, first, meta.latent_dim)))
+    return GenerateResult(out_dir, model_path, session.device, layout, workers, batch_size, start, stop,
+                          made, already, time.perf_counter() - started)
+
+
+def generate_array(model: str | Path, n: int, seed: int = 0, device: str = "auto",
+                   batch_size: int = 500) -> tuple[np.ndarray, ModelMetadata]:
+    """Images [0, n) of `seed` in memory, uint8 [N, H, W, C]: the same images `generate` writes as files."""
+    session = GeneratorSession(resolve_model(model), device=device)
+    meta = session.metadata
+    images = np.empty((n, meta.img_size, meta.img_size, meta.channels), dtype=np.uint8)
+    for start in range(0, n, batch_size):
+        indices = np.arange(start, min(start + batch_size, n))
+        images[indices] = session.images(latents(seed, indices, meta.latent_dim))
+    return images, meta

@@ -1,0 +1,167 @@
+"""An exported generator as an onnxruntime session: z [B, latent_dim] float32 -> uint8 images [B, H, W, C].
+
+Everything about the model (z size, image shape, output layout) comes from its gancli metadata, so
+a file that lacks it is refused rather than guessed at. On CUDA the input and output are bound with
+IO binding; with the uint8 serving graph only the image bytes cross back to the host.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+from runtime.errors import GenerateError
+from runtime.metadata import INPUT_NAME, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+
+DEVICES = ("auto", "cuda", "cpu")
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+# What onnxruntime raises for a file it cannot load (not a protobuf, bad graph, unsupported op, ...).
+ORT_LOAD_ERRORS = (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NoSuchFile,
+                   ort_errors.InvalidArgument, ort_errors.NotImplemented, ort_errors.RuntimeException)
+_ORT_FATAL_ONLY = 4
+_ORT_WARNING = 2  # onnxruntime's default logger severity
+
+
+class DeviceFallbackWarning(UserWarning):
+    """CUDA was expected (onnxruntime-gpu is installed) but no session could get it; running on the CPU."""
+
+
+@contextlib.contextmanager
+def _quiet_ort_log() -> Iterator[None]:
+    """Silence onnxruntime's own multi-line log while it tries CUDA: we report the outcome in one line."""
+    ort.set_default_logger_severity(_ORT_FATAL_ONLY)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(_ORT_WARNING)
+
+
+def preload_cuda_libraries() -> None:
+    """Let onnxruntime find the CUDA/cuDNN libraries that torch's nvidia-* wheels installed.
+
+    Inside a torch process torch has loaded them already; preload_dlls prints (not raises) what it
+    cannot find, which `session.get_providers()` reports better afterwards, so its output is dropped.
+    """
+    if "torch" in sys.modules or not hasattr(ort, "preload_dlls"):
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            ort.preload_dlls()
+        except (OSError, RuntimeError):
+            pass  # nothing to preload; creating the CUDA session below reports the real problem
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Full graph optimisation, sequential execution, `threads` intra-op threads (0: one per core)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if threads == 1:
+        # one thread has no pool to keep awake; with several, spinning only pays off on idle cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def resolve_device(device: str) -> str:
+    if device not in DEVICES:
+        raise GenerateError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    return device
+
+
+class GeneratorSession:
+    """One onnxruntime session of a gancli generator, with its metadata.
+
+    device: "auto" (CUDA when a session really gets it, else CPU with a warning if CUDA was
+    expected), "cuda" (fail when unavailable) or "cpu". threads: intra-op threads on the CPU
+    (0 lets onnxruntime use one per core).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
+        self.path = Path(path)
+        resolve_device(device)
+        if not self.path.is_file():
+            raise GenerateError(f"model file {self.path} not found; pass an exported .onnx file or a model name from models/")
+        self.session = self._open(device, threads)
+        self.device = "cuda" if CUDA_PROVIDER in self.session.get_providers() else "cpu"
+        self.metadata = self._read_metadata()
+        self._io_binding = self.session.io_binding() if self.device == "cuda" else None
+
+    def _open(self, device: str, threads: int) -> ort.InferenceSession:
+        options = session_options(threads)
+        cuda_built = CUDA_PROVIDER in ort.get_available_providers()
+        if device == "cpu" or (device == "auto" and not cuda_built):
+            return self._create(options, [CPU_PROVIDER])
+        if device == "cuda" and not cuda_built:
+            raise GenerateError("--device cuda: this onnxruntime has no CUDA execution provider; install onnxruntime-gpu or use --device cpu")
+        preload_cuda_libraries()
+        with _quiet_ort_log():
+            session = self._create(options, [CUDA_PROVIDER, CPU_PROVIDER])
+        # get_available_providers() lists CUDA whenever onnxruntime-gpu is installed; only the
+        # session knows whether a GPU and the CUDA libraries were really there
+        if CUDA_PROVIDER in session.get_providers():
+            return session
+        reason = "no usable NVIDIA GPU, driver, or CUDA 13 / cuDNN 9 libraries"
+        if device == "cuda":
+            raise GenerateError(f"--device cuda: onnxruntime could not start CUDA ({reason}); use --device cpu or auto")
+        warnings.warn(f"CUDA unavailable ({reason}); generating on the CPU", DeviceFallbackWarning, stacklevel=3)
+        return session
+
+    def _create(self, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=providers)
+        except ORT_LOAD_ERRORS as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise GenerateError(f"{self.path} is not a loadable ONNX model ({first}); re-export it with `gancli export`") from e
+
+    def _read_metadata(self) -> ModelMetadata:
+        props = self.session.get_modelmeta().custom_metadata_map
+        meta = ModelMetadata.from_props(props, str(self.path))
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+            raise GenerateError(f"{self.path}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}; re-export it with `gancli export`")
+        if inputs[0].shape[-1] != meta.latent_dim:
+            raise GenerateError(f"{self.path}: input z has size {inputs[0].shape[-1]} but the metadata says {meta.latent_dim}; re-export it")
+        return meta
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run_raw(self, z: np.ndarray) -> np.ndarray:
+        """The graph's own output for z [B, latent_dim] float32 (float NCHW or uint8 NHWC, per metadata)."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if self._io_binding is None:
+            return self.session.run([OUTPUT_NAME], {INPUT_NAME: z})[0]
+        binding = self._io_binding
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        binding.bind_cpu_input(INPUT_NAME, z)
+        binding.bind_output(OUTPUT_NAME, "cuda")  # stays on the GPU until the one copy below
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def images(self, z: np.ndarray) -> np.ndarray:
+        """uint8 images [B, H, W, C] for z [B, latent_dim]."""
+        out = self.run_raw(z)
+        if self.metadata.output_kind == OUTPUT_UINT8_NHWC:
+            return out
+        assert self.metadata.output_kind == OUTPUT_FLOAT_NCHW
+        return float_nchw_to_uint8_nhwc(out, self.metadata.value_range)
+
+
+def float_nchw_to_uint8_nhwc(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """[B, C, H, W] floats in value_range -> [B, H, W, C] uint8, rounded as torchvision's save_image does."""
+    low, high = value_range
+    scaled = (x - low) * (255.0 / (high - low)) + 0.5
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    return scaled.astype(np.uint8).transpose(0, 2, 3, 1)

@@ -1,0 +1,404 @@
+"""Runtime: reproducible, resumable, sharded bulk generation from exported ONNX files, without torch.
+
+torch and gan appear here only to BUILD tiny test models (runtime/ itself never imports them).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+from typer.testing import CliRunner
+
+import cli
+import runtime.generate
+import runtime.writer
+from export.onnx import export_onnx
+from gan.artifact import GeneratorSpec
+from gan.networks import build_generator
+from runtime.errors import GenerateError
+from runtime.generate import generate, parse_shard, resolve_model, shard_range
+from runtime.latents import latents
+from runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, MetadataError
+from runtime.session import DeviceFallbackWarning, GeneratorSession
+from runtime.writer import NPZ_CHUNK, relpath_for
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LATENT = 8
+
+
+def calibrate_batch_norm_(G: nn.Module, latent_dim: int) -> None:
+    """Running statistics from one seeded batch, so random weights give textured images that differ
+    per z (default statistics make a random DCGAN output almost flat grey, and every file equal)."""
+    for m in G.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one batch sets the statistics exactly
+    G.train()
+    with torch.no_grad():
+        G(torch.randn(256, latent_dim, generator=torch.Generator().manual_seed(1)))
+    G.eval()
+
+
+def export_tiny(path: Path, arch: str, channels: int, img_size: int, output_kind: str) -> Path:
+    torch.manual_seed(0)
+    G = build_generator(arch, LATENT, channels, img_size, width=4)
+    calibrate_batch_norm_(G, LATENT)
+    spec = GeneratorSpec(arch=arch, latent_dim=LATENT, channels=channels, img_size=img_size, width=4,
+                         dataset="test", epochs=0, seed=0)
+    export_onnx(G, spec, path, output_kind=output_kind)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny RGB DCGAN as the uint8 serving graph and a tiny grey MLP as the float graph (both kinds covered)."""
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "dcgan": export_tiny(folder / "dcgan-uint8.onnx", "dcgan", 3, 32, OUTPUT_UINT8_NHWC),
+        "mlp": export_tiny(folder / "mlp.onnx", "mlp", 1, 28, OUTPUT_FLOAT_NCHW),
+    }
+
+
+def files_of(out: Path, ext: str = "png") -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob(f"*/*.{ext}"))}
+
+
+def manifest_indices(path: Path) -> list[int]:
+    return [json.loads(line)["index"] for line in path.read_text().splitlines()]
+
+
+def leftovers(out: Path) -> list[Path]:
+    return [p for p in out.rglob(".*") if ".tmp-" in p.name]
+
+
+# ---- latents ----------------------------------------------------------------------------------
+
+def test_latents_depend_only_on_seed_and_index():
+    whole = latents(7, np.arange(50), 100)
+    picked = [3, 4, 5, 17, 40, 41]  # several runs, not contiguous
+    assert np.array_equal(latents(7, picked, 100), whole[picked])
+    assert np.array_equal(latents(7, [17], 100)[0], whole[17])
+    assert not np.allclose(latents(8, np.arange(50), 100), whole)
+    odd = latents(7, np.arange(10), 7)  # an odd size draws a whole pair per value and drops one
+    assert odd.shape == (10, 7) and np.array_equal(latents(7, [9], 7)[0], odd[9])
+
+
+def test_latents_are_standard_normal():
+    z = latents(0, np.arange(2000), 100).ravel()
+    assert z.dtype == np.float32
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(z[0::2], z[1::2])[0, 1]) < 0.02  # Box-Muller pairs are independent
+
+
+# ---- naming, shards, model resolution -----------------------------------------------------------
+
+def test_layout_is_fixed_by_the_index():
+    assert relpath_for(42, "png") == "00000/000000042.png"
+    assert relpath_for(123_456, "jpg") == "00012/000123456.jpg"
+    assert relpath_for(1_999, "npz") == "00000/000001000.npz"  # the chunk that holds it
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz"])
+def test_shards_cover_the_range_without_overlap(fmt):
+    n, m = 10_500, 4
+    ranges = [shard_range(n, (k, m), fmt) for k in range(m)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    if fmt == "npz":
+        assert all(start % NPZ_CHUNK == 0 for start, _ in ranges)
+
+
+@pytest.mark.parametrize("text", ["2/2", "-1/2", "1", "a/b", "1/0", "0/2/3"])
+def test_bad_shard_spec_is_one_clear_error(text):
+    with pytest.raises(GenerateError, match="--shard"):
+        parse_shard(text)
+
+
+def test_model_names_resolve_to_the_uint8_serving_graph_first(tmp_path, monkeypatch, models):
+    monkeypatch.setattr(runtime.generate, "MODELS_DIR", tmp_path)
+    (tmp_path / "mnist-dcgan").mkdir()
+    for name in ("generator.onnx", "generator-uint8.onnx"):
+        (tmp_path / "mnist-dcgan" / name).write_bytes(models["dcgan"].read_bytes())
+    assert resolve_model("mnist-dcgan") == tmp_path / "mnist-dcgan" / "generator-uint8.onnx"
+    with pytest.raises(GenerateError, match="no model 'cats-dcgan'.*shipped models: mnist-dcgan"):
+        resolve_model(None)
+
+
+# ---- determinism --------------------------------------------------------------------------------
+
+def test_same_bytes_whatever_the_batch_size_shard_or_layout(tmp_path, models):
+    n = 23
+    generate(n, tmp_path / "a", models["dcgan"], batch_size=5, device="cpu", seed=3, workers=1)
+    reference = files_of(tmp_path / "a")
+    assert len(reference) == n
+    assert len(set(reference.values())) == n  # the images really differ
+
+    generate(n, tmp_path / "b", models["dcgan"], batch_size=8, device="cpu", seed=3, layout="threads", workers=2)
+    for k in range(3):
+        generate(n, tmp_path / "c", models["dcgan"], batch_size=3, device="cpu", seed=3, shard=f"{k}/3", workers=1)
+    assert files_of(tmp_path / "b") == reference
+    assert files_of(tmp_path / "c") == reference
+    assert sorted(sum((manifest_indices(p) for p in (tmp_path / "c").glob("manifest-*-of-3.jsonl")), [])) == list(range(n))
+
+    generate(n, tmp_path / "d", models["dcgan"], batch_size=4, device="cpu", seed=4, workers=1)
+    assert files_of(tmp_path / "d") != reference
+
+
+def test_worker_processes_make_the_same_bytes(tmp_path, models):
+    """The CPU default: one spawned process per core, each with its own 1-thread session."""
+    generate(40, tmp_path / "inline", models["mlp"], batch_size=7, device="cpu", workers=1)
+    result = generate(40, tmp_path / "procs", models["mlp"], batch_size=7, device="cpu", layout="processes", workers=2)
+    assert (result.layout, result.workers, result.made) == ("processes", 2, 40)
+    assert files_of(tmp_path / "procs") == files_of(tmp_path / "inline")
+    assert sorted(manifest_indices(tmp_path / "procs" / "manifest.jsonl")) == list(range(40))
+
+
+def test_float_graph_matches_the_eager_generator_rounding(models):
+    session = GeneratorSession(models["mlp"], device="cpu")
+    z = latents(0, np.arange(4), LATENT)
+    raw = session.run_raw(z)  # float [B, 1, 28, 28] in [-1, 1]
+    expected = (np.clip((raw + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.array_equal(session.images(z), expected)
+
+
+def test_grey_png_stays_one_channel_and_jpg_decodes(tmp_path, models):
+    generate(3, tmp_path / "grey", models["mlp"], device="cpu", workers=1)
+    grey = cv2.imread(str(tmp_path / "grey" / "00000" / "000000002.png"), cv2.IMREAD_UNCHANGED)
+    assert grey.shape == (28, 28)
+    generate(3, tmp_path / "jpg", models["dcgan"], device="cpu", fmt="jpg", workers=1)
+    assert cv2.imread(str(tmp_path / "jpg" / "00000" / "000000001.jpg")).shape == (32, 32, 3)
+
+
+def test_png_holds_exactly_the_generators_pixels(tmp_path, models):
+    generate(5, tmp_path, models["dcgan"], device="cpu", seed=9, workers=1)
+    session = GeneratorSession(models["dcgan"], device="cpu")
+    expected = session.images(latents(9, [4], LATENT))[0]
+    bgr = cv2.imread(str(tmp_path / "00000" / "000000004.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(bgr[..., ::-1], expected)  # OpenCV stores BGR; the graph gives RGB
+
+
+def test_npz_chunks_hold_images_with_their_indices_and_grow_on_resume(tmp_path, models):
+    out = tmp_path / "npz"
+    generate(1_500, out, models["mlp"], device="cpu", fmt="npz", seed=2, workers=1)
+    with np.load(out / "00000" / "000001000.npz") as data:
+        partial, partial_indices = data["images"], data["indices"]
+    assert partial.shape == (500, 28, 28, 1) and np.array_equal(partial_indices, np.arange(1000, 1500))
+
+    result = generate(2_200, out, models["mlp"], device="cpu", fmt="npz", seed=2, workers=1)
+    assert (result.already, result.made) == (1_500, 700)
+    with np.load(out / "00000" / "000001000.npz") as data:
+        assert np.array_equal(data["indices"], np.arange(1000, 2000))
+        assert np.array_equal(data["images"][:500], partial)  # the remade chunk keeps the same bytes
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in lines] == list(range(2_200))
+    assert lines[1_234] == {"index": 1_234, "seed": 2, "file": "00000/000001000.npz", "item": 234}
+
+
+# ---- resume and interruption -------------------------------------------------------------------
+
+def interrupt_after(batches: int):
+    def on_progress(made: int, total: int) -> None:
+        on_progress.calls += 1
+        if on_progress.calls > batches:  # the first call (made = 0) announces the total
+            raise KeyboardInterrupt
+    on_progress.calls = 0
+    return on_progress
+
+
+def test_interrupted_run_resumes_with_no_duplicate_missing_or_partial_file(tmp_path, models):
+    n, batch = 30, 4
+    generate(n, tmp_path / "clean", models["dcgan"], batch_size=batch, device="cpu", workers=1)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        generate(n, out, models["dcgan"], batch_size=batch, device="cpu", workers=1, on_progress=interrupt_after(3))
+    assert len(files_of(out)) == 3 * batch and not leftovers(out)
+    assert manifest_indices(out / "manifest.jsonl") == list(range(3 * batch))
+
+    # a kill could also leave a temp file and a half-written manifest line: both are repaired
+    (out / "00000" / ".000000020.png.tmp-99999").write_bytes(b"partial")
+    with open(out / "manifest.jsonl", "a") as f:
+        f.write('{"index": 12, "se')
+    result = generate(n, out, models["dcgan"], batch_size=7, device="cpu", workers=1)
+    assert (result.already, result.made) == (3 * batch, n - 3 * batch)
+    assert files_of(out) == files_of(tmp_path / "clean") and not leftovers(out)
+    assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(n))
+
+    assert generate(n, out, models["dcgan"], device="cpu", workers=1).made == 0
+    (out / "00000" / "000000005.png").unlink()  # a deleted file is made again, listed once
+    assert generate(n, out, models["dcgan"], device="cpu", workers=1).made == 1
+    assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(n))
+
+
+def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models):
+    """A real SIGINT to the process group, as a terminal sends it, during the default process layout."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "cli", "generate", "-n", "100000", "--out", str(out), "--model",
+               str(models["mlp"]), "--device", "cpu", "--batch-size", "50"]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*/*.png"))) < 200 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    on_disk = sorted(int(p.stem) for p in out.glob("*/*.png"))
+    assert 200 <= len(on_disk) < 100_000 and not leftovers(out)
+    assert sorted(manifest_indices(out / "manifest.jsonl")) == on_disk
+
+
+def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monkeypatch):
+    real_write_all = runtime.writer._write_all
+    calls = {"n": 0}
+
+    def fill_up(fd: int, data: memoryview) -> None:
+        calls["n"] += bytes(data[:4]) == b"\x89PNG"  # images only: the header and manifest go through here too
+        if calls["n"] > 10:
+            os.write(fd, data[:10])  # a partial temp file, as a full disk leaves it
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write_all(fd, data)
+
+    monkeypatch.setattr(runtime.writer, "_write_all", fill_up)
+    out = tmp_path / "out"
+    with pytest.raises(GenerateError, match=r"^disk full while writing .*000000010\.png; free some space") as e:
+        generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1)
+    assert "\n" not in str(e.value)
+    assert len(files_of(out)) == 10 and not leftovers(out)
+    assert manifest_indices(out / "manifest.jsonl") == list(range(8))  # finished batches; files 8, 9 are found next run
+    monkeypatch.setattr(runtime.writer, "_write_all", real_write_all)
+    assert generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1).made == 20
+    assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(30))
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+def without_metadata(src: Path, dst: Path) -> Path:
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "no-metadata", "n=0", "n<0", "out-is-file",
+                                  "out-under-file", "other-seed", "batch=0", "format"])
+def test_bad_input_is_one_clear_error(tmp_path, models, case):
+    model, n, out, kwargs = models["dcgan"], 5, tmp_path / "out", {}
+    if case == "missing":
+        model = tmp_path / "nope.onnx"
+    elif case == "corrupt":
+        model = tmp_path / "corrupt.onnx"
+        model.write_bytes(models["dcgan"].read_bytes()[:5000])
+    elif case == "no-metadata":
+        model = without_metadata(models["dcgan"], tmp_path / "plain.onnx")
+    elif case in ("n=0", "n<0"):
+        n = 0 if case == "n=0" else -3
+    elif case == "out-is-file":
+        out.write_text("x")
+    elif case == "out-under-file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    elif case == "other-seed":
+        generate(2, out, model, device="cpu", seed=1, workers=1)
+        kwargs = {"seed": 2}
+    elif case == "batch=0":
+        kwargs = {"batch_size": 0}
+    elif case == "format":
+        kwargs = {"fmt": "gif"}
+    expected = {"missing": "not found", "corrupt": "not a loadable ONNX model", "no-metadata": "no gancli metadata",
+                "n=0": "positive", "n<0": "positive", "out-is-file": "is a file", "out-under-file": "cannot create",
+                "other-seed": "another seed", "batch=0": "batch-size", "format": "unknown format"}[case]
+    with pytest.raises(GenerateError, match=expected) as e:
+        generate(n, out, model, device="cpu", workers=1, **kwargs)
+    assert "\n" not in str(e.value)
+    if case == "no-metadata":
+        assert isinstance(e.value, MetadataError)
+
+
+# ---- devices ------------------------------------------------------------------------------------
+
+def cuda_session_possible() -> bool:
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(cuda_session_possible(), reason="checks the fallback of a machine without a GPU")
+def test_auto_falls_back_to_cpu_with_a_warning_and_cuda_fails_clearly(models):
+    with pytest.warns(DeviceFallbackWarning, match="generating on the CPU"):
+        session = GeneratorSession(models["dcgan"], device="auto")
+    assert session.device == "cpu" and session.providers == ["CPUExecutionProvider"]
+    with pytest.raises(GenerateError, match="--device cuda: onnxruntime could not start CUDA"):
+        GeneratorSession(models["dcgan"], device="cuda")
+    result = CliRunner().invoke(cli.app, ["generate", "-n", "2", "--out", "unused", "--model", str(models["dcgan"]),
+                                          "--device", "cuda"])
+    assert result.exit_code == 1 and "could not start CUDA" in result.output
+
+
+@pytest.mark.gpu
+def test_cuda_makes_the_same_images_as_the_cpu(tmp_path, models):
+    session = GeneratorSession(models["dcgan"], device="cuda")
+    assert session.device == "cuda"
+    z = latents(0, np.arange(16), LATENT)
+    gpu, cpu = session.images(z), GeneratorSession(models["dcgan"], device="cpu").images(z)
+    assert gpu.dtype == np.uint8 and np.abs(gpu.astype(int) - cpu).max() <= 1  # float rounding may differ by one level
+    result = generate(50, tmp_path, models["dcgan"], device="cuda")
+    assert (result.device, result.layout, result.made) == ("cuda", "threads", 50)
+
+
+# ---- CLI and imports ----------------------------------------------------------------------------
+
+def test_cli_generate_writes_images_grid_and_closing_line(tmp_path, models):
+    grid = tmp_path / "grid.png"
+    args = ["generate", "-n", "70", "--out", str(tmp_path / "out"), "--model", str(models["dcgan"]),
+            "--device", "cpu", "--seed", "5", "--batch-size", "16", "--grid", str(grid)]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert "made 70 images in" in result.output and "images/s" in result.output
+    assert len(files_of(tmp_path / "out")) == 70
+    assert cv2.imread(str(grid)).shape == (8 * 34 + 2, 8 * 34 + 2, 3)  # 64 tiles of 32 px, make_grid padding 2
+    again = CliRunner().invoke(cli.app, args)
+    assert again.exit_code == 0 and "made 0 images" in again.output and "70 already there" in again.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-n", "0"], "positive"), (["-n", "5", "--shard", "3/2"], "--shard"), (["-n", "5", "--batch-size", "big"], "--batch-size"),
+    (["-n", "5", "--device", "tpu"], "unknown device"),
+])
+def test_cli_bad_input_is_one_red_line_and_exit_1(tmp_path, models, args, message):
+    result = CliRunner().invoke(cli.app, ["generate", "--out", str(tmp_path / "o"), "--model", str(models["dcgan"]), *args])
+    assert result.exit_code == 1
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_runtime_and_gancli_generate_load_no_torch(tmp_path, models):
+    probe = f"""
+import sys
+import runtime, runtime.generate, runtime.session, runtime.writer, runtime.latents
+from typer.testing import CliRunner
+from cli import app
+result = CliRunner().invoke(app, ["generate", "-n", "3", "--out", {str(tmp_path / 'o')!r}, "--model", {str(models['mlp'])!r}, "--device", "cpu"])
+assert result.exit_code == 0, result.output
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision") or m.startswith(("gan.", "export."))
+               and not m.endswith(".errors"))
+print(heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert len(list((tmp_path / "o").glob("*/*.png"))) == 3

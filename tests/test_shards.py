@@ -1,0 +1,75 @@
+"""Sharded generation: 3 shard processes make, file for file, what one process makes; merge checks the union."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli import app
+from export.onnx import export_onnx
+from gan.artifact import GeneratorSpec
+from gan.networks import build_generator
+from runtime.metadata import OUTPUT_UINT8_NHWC
+
+GANCLI = Path(sys.executable).with_name("gancli")
+N = 90
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=3, img_size=32, width=8, dataset="cats", epochs=0, seed=0)
+    path = tmp_path_factory.mktemp("model") / "generator-uint8.onnx"
+    export_onnx(build_generator("dcgan", 16, 3, 32, 8).eval(), spec, path, OUTPUT_UINT8_NHWC)
+    return path
+
+
+def gancli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(GANCLI), *args], capture_output=True, text=True, timeout=300)
+
+
+def image_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_three_shard_processes_equal_one_run_file_for_file(model, tmp_path):
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert gancli("generate", "-n", str(N), "--out", str(single), "--model", str(model), "--seed", "7").returncode == 0
+    shards = [subprocess.Popen([str(GANCLI), "generate", "-n", str(N), "--out", str(sharded), "--model", str(model),
+                                "--seed", "7", "--shard", f"{k}/3", "--batch-size", str(5 + k)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in range(3)]
+    for process in shards:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output
+    assert len(image_files(single)) == N
+    assert image_files(sharded) == image_files(single)
+
+    merged = gancli("generate", "-n", str(N), "--out", str(sharded), "--merge-manifests")
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    lines = [json.loads(line) for line in (sharded / "manifest.jsonl").read_text().splitlines()]
+    single_lines = [json.loads(line) for line in (single / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(lines, key=lambda e: e["index"]) == sorted(single_lines, key=lambda e: e["index"])
+    assert [e["index"] for e in lines] == list(range(N))
+
+
+def test_merge_names_what_is_missing_or_doubled(model, tmp_path):
+    out = tmp_path / "out"
+    for k in (0, 2):
+        result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--model", str(model), "--shard", f"{k}/3"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--merge-manifests"])
+    assert result.exit_code == 1 and "lacks the manifests of shards 1/3" in result.output
+    result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--model", str(model), "--shard", "1/3"])
+    assert result.exit_code == 0, result.output
+    first = (out / "manifest-0-of-3.jsonl").read_text().splitlines()[0]
+    with open(out / "manifest-1-of-3.jsonl", "a") as f:
+        f.write(first + "\n")
+    result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--merge-manifests"])
+    assert result.exit_code == 1 and "shards must be disjoint" in result.output
+    assert not (out / "manifest.jsonl").exists()
