@@ -250,7 +250,8 @@ def print_eval(result: dict, out: Path) -> None:
         cells = [f"{row[k]['value']:.4g}" + (f" ± {row[k]['std']:.2g}" if row[k].get("std") is not None else "")
                  for k in ("generated", "real_test", "untrained_generator")]
         table.add_row(row["metric"], row["feature_network"], *cells)
-    console.print(table)
+    if result["scores"]:
+        console.print(table)
     if result["class_shares"] is not None:
         shares = "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["class_shares"]["generated"]))
         console.print(f"digit shares: {shares}", highlight=False)
