@@ -49,12 +49,21 @@ def chunk_start(index: int) -> int:
     return index - index % NPZ_CHUNK
 
 
-def temp_path(path: Path) -> Path:
-    """Beside the final file (so the rename stays on one file system), dot-prefixed, per process."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def temp_path(path: str | Path) -> str:
+    """Beside the final file (so the rename stays on one file system), dot-prefixed, per process.
+
+    Plain strings, not pathlib, on the per-file path: pathlib cost ~15 µs per image, 10 % of a file.
+    """
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
 
 
-def write_error(path: Path, e: OSError) -> GenerateError:
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def write_error(path: str | Path, e: OSError) -> GenerateError:
     if e.errno == errno.ENOSPC:
         return GenerateError(f"disk full while writing {path}; free some space and run the same command again to resume")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -68,7 +77,7 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file object on a temp name, renamed to `path` on success; removed on any failure
     (OSError becomes a one-line GenerateError; KeyboardInterrupt passes through, temp removed)."""
     tmp = temp_path(path)
@@ -77,13 +86,13 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             yield f
         os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         if isinstance(e, OSError):
             raise write_error(path, e) from e
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes | np.ndarray) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes | np.ndarray) -> None:
     """Write `data` to a temp file, then rename it to `path` (the per-image fast path: no file object)."""
     tmp = temp_path(path)
     try:
@@ -94,7 +103,7 @@ def write_bytes_atomic(path: Path, data: bytes | np.ndarray) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException as e:  # OSError, and KeyboardInterrupt in the middle of a write
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         if isinstance(e, OSError):
             raise write_error(path, e) from e
         raise
@@ -121,18 +130,18 @@ class FolderMaker:
     """mkdir once per subfolder (10k images share one), not once per file."""
 
     def __init__(self, root: Path):
-        self.root = root
+        self.root = str(root)
         self._made: set[str] = set()
 
-    def path(self, relpath: str) -> Path:
-        folder = relpath.split("/", 1)[0]
+    def path(self, relpath: str) -> str:
+        folder = relpath[:relpath.index("/")]
         if folder not in self._made:
             try:
-                (self.root / folder).mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.join(self.root, folder), exist_ok=True)
             except OSError as e:
-                raise write_error(self.root / folder, e) from e
+                raise write_error(os.path.join(self.root, folder), e) from e
             self._made.add(folder)
-        return self.root / relpath
+        return f"{self.root}/{relpath}"
 
 
 def write_image_files(folders: FolderMaker, indices: np.ndarray, images: np.ndarray, fmt: str,
