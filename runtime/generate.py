@@ -5,8 +5,9 @@ what is missing, and `shard=(k, m)` makes the k-th of m disjoint parts of the sa
 
 Layouts (picked by device; measured on the 2-core CPU, see benchmarks/bench_generate.py):
   processes  CPU: one process per core, each with a 1-thread onnxruntime session that makes z, runs
-             the generator and encodes + writes its own batch inline. Cores never fight: threads
-             overlapping inference with encoding lost to this (PERF-NOTES).
+             the generator and encodes + writes its own batch inline. Cores never fight: the
+             threads layout on the CPU (ORT on both cores overlapped with 2 encoder threads) made
+             160 images/s where this made 265 (cats DCGAN-64, 2,000 PNGs, same run).
   threads    CUDA: the main thread feeds the GPU; a pool of encoder threads (OpenCV and file writes
              release the GIL) writes the uint8 batches.
   inline     one process, no overlap: small jobs, or workers=1.
@@ -53,8 +54,10 @@ GRID_IMAGES = 64
 # intra-op thread) and the children build their own sessions. Elsewhere fork is unsafe: spawn.
 WORKER_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 IN_FLIGHT_PER_WORKER = 2  # one batch being made, one queued: keeps workers busy, memory flat
-# Batch sizes measured best per worker (bench_generate.py): small conv batches stay in cache on a
-# 1-thread CPU session; the MLP gains from large GEMMs; a GPU wants large batches.
+# Batch per inference call. CPU DCGAN: a 1-thread session ran at the same 400-430 images/s per core
+# from batch 16 to 256 (CPU time, interleaved), so 64 keeps in-flight memory and Ctrl-C latency
+# small. CPU MLP: 1,000 (one npz chunk; its GEMMs gain from size). CUDA: not measured (no GPU in
+# this session); large batches amortise launches and copies.
 AUTO_BATCH = {("cpu", "dcgan"): 64, ("cpu", "mlp"): 1000, ("cuda", "dcgan"): 512, ("cuda", "mlp"): 4096}
 
 

@@ -339,15 +339,16 @@ def cuda_session_possible() -> bool:
 
 
 @pytest.mark.skipif(cuda_session_possible(), reason="checks the fallback of a machine without a GPU")
-def test_auto_falls_back_to_cpu_with_a_warning_and_cuda_fails_clearly(models):
+def test_auto_falls_back_to_cpu_with_a_warning_and_cuda_fails_clearly(models, tmp_path):
     with pytest.warns(DeviceFallbackWarning, match="generating on the CPU"):
         session = GeneratorSession(models["dcgan"], device="auto")
     assert session.device == "cpu" and session.providers == ["CPUExecutionProvider"]
     with pytest.raises(GenerateError, match="--device cuda: onnxruntime could not start CUDA"):
         GeneratorSession(models["dcgan"], device="cuda")
-    result = CliRunner().invoke(cli.app, ["generate", "-n", "2", "--out", "unused", "--model", str(models["dcgan"]),
-                                          "--device", "cuda"])
+    result = CliRunner().invoke(cli.app, ["generate", "-n", "2", "--out", str(tmp_path / "out"), "--model",
+                                          str(models["dcgan"]), "--device", "cuda"])
     assert result.exit_code == 1 and "could not start CUDA" in result.output
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 @pytest.mark.gpu
