@@ -194,7 +194,6 @@ def generate(
                       f"batch {result.batch_size}) in {result.out_dir}", highlight=False, soft_wrap=True)
 
 
-
 @app.command("eval")
 def evaluate(
     model: str = typer.Argument(..., help="A shipped model name (e.g. mnist-dcgan), a model folder, or an exported .onnx file."),

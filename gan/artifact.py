@@ -122,24 +122,33 @@ def load_spec(path: str | Path) -> GeneratorSpec:
     return GeneratorSpec.from_json((folder / SPEC_NAME).read_text(), str(folder / SPEC_NAME))
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, GeneratorSpec]:
-    """Rebuild G from its JSON, load its weights (safetensors: no code runs), return it in eval mode."""
-    folder = resolve_artifact_dir(path)
-    spec = load_spec(folder)
-    weights = folder / WEIGHTS_NAME
-    if spec.weights_sha256 and sha256_file(weights) != spec.weights_sha256:
-        raise ArtifactError(f"{weights} does not match the hash in {SPEC_NAME}; the file changed or is corrupt")
+def load_verified_state(weights: Path, expected_sha256: str, spec_name: str) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file (no code runs), after checking its hash against `spec_name`'s."""
+    if expected_sha256 and sha256_file(weights) != expected_sha256:
+        raise ArtifactError(f"{weights} does not match the hash in {spec_name}; the file changed or is corrupt")
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise ArtifactError(f"{weights} is not a readable safetensors file ({e})") from e
-    G = build_from_spec(spec)
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], spec_name: str, weights_name: str) -> None:
+    """load_state_dict(strict=True), with a mismatch told as one line naming both files."""
     try:
-        G.load_state_dict(state, strict=True)
+        module.load_state_dict(state, strict=True)
     except RuntimeError as e:
         # torch's first line only names the class; the next one says which keys or shapes differ
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ["shape mismatch"]
         detail = lines[min(1, len(lines) - 1)]
         detail = detail if len(detail) <= 120 else detail[:117] + "..."
-        raise ArtifactError(f"{SPEC_NAME} disagrees with {WEIGHTS_NAME} ({detail}); the two files come from different runs") from e
+        raise ArtifactError(f"{spec_name} disagrees with {weights_name} ({detail}); the two files come from different runs") from e
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, GeneratorSpec]:
+    """Rebuild G from its JSON, load its weights (safetensors: no code runs), return it in eval mode."""
+    folder = resolve_artifact_dir(path)
+    spec = load_spec(folder)
+    state = load_verified_state(folder / WEIGHTS_NAME, spec.weights_sha256, SPEC_NAME)
+    G = build_from_spec(spec)
+    load_state_strict(G, state, SPEC_NAME, WEIGHTS_NAME)
     return G.to(device).eval(), spec

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from gan.artifact import sha256_file
+from gan.artifact import load_state_strict, load_verified_state, sha256_file
 from gan.errors import ArtifactError, DataError, EvalError
 from gan.io import atomic_path, write_text_atomic
 
@@ -124,19 +123,9 @@ def load_classifier(path: str | Path | None = None,
         raise ArtifactError(f"{folder} lacks {SPEC_NAME} or {WEIGHTS_NAME}; "
                             f"restore models/mnist-classifier/ or run scripts/train_classifier.py")
     spec = ClassifierSpec.from_json(spec_path.read_text(), str(spec_path))
-    if spec.weights_sha256 and sha256_file(weights) != spec.weights_sha256:
-        raise ArtifactError(f"{weights} does not match the hash in {SPEC_NAME}; the file changed or is corrupt")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise ArtifactError(f"{weights} is not a readable safetensors file ({e})") from e
+    state = load_verified_state(weights, spec.weights_sha256, SPEC_NAME)
     model = build_classifier(spec)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0] if str(e) else "shape mismatch"
-        raise ArtifactError(f"{SPEC_NAME} disagrees with {WEIGHTS_NAME} ({first}); "
-                            f"the two files come from different runs") from e
+    load_state_strict(model, state, SPEC_NAME, WEIGHTS_NAME)
     return model.to(device).eval(), spec
 
 

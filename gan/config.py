@@ -12,7 +12,6 @@ from typing import Any
 
 from gan.errors import ConfigError
 
-
 NAMED_DATASETS = ("mnist", "cats")
 ARCHS = ("mlp", "dcgan")
 

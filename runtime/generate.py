@@ -54,11 +54,12 @@ GRID_IMAGES = 64
 # intra-op thread) and the children build their own sessions. Elsewhere fork is unsafe: spawn.
 WORKER_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 IN_FLIGHT_PER_WORKER = 2  # one batch being made, one queued: keeps workers busy, memory flat
-# Batch per inference call. CPU DCGAN: a 1-thread session ran at the same 400-430 images/s per core
-# from batch 16 to 256 (CPU time, interleaved), so 64 keeps in-flight memory and Ctrl-C latency
-# small. CPU MLP: 1,000 (one npz chunk; its GEMMs gain from size). CUDA: not measured (no GPU in
-# this session); large batches amortise launches and copies.
-AUTO_BATCH = {("cpu", "dcgan"): 64, ("cpu", "mlp"): 1000, ("cuda", "dcgan"): 512, ("cuda", "mlp"): 4096}
+# Batch per inference call (= per task for png/jpg). CPU DCGAN: a 1-thread session ran at the same
+# 400-430 images/s per core from batch 16 to 256 (CPU time, interleaved), so 64 keeps in-flight
+# memory and Ctrl-C latency small. CPU MLP: 256 for files (tasks small enough to balance 2 workers
+# on a few thousand images), a whole 1,000-image chunk for npz (its GEMMs gain from size). CUDA:
+# not measured (no GPU in this session); large batches amortise launches and copies.
+AUTO_BATCH = {("cpu", "dcgan"): 64, ("cpu", "mlp"): 256, ("cuda", "dcgan"): 512, ("cuda", "mlp"): 4096}
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ def _run_in_worker_process(indices: np.ndarray) -> list[int]:
 
 @contextlib.contextmanager
 def sigint_ignored() -> Iterator[None]:
-    """Processes spawned inside ignore Ctrl-C from birth (Python keeps an inherited SIG_IGN)."""
+    """Worker processes started inside ignore Ctrl-C from birth (forked ones inherit SIG_IGN, and a
+    spawned Python keeps an inherited SIG_IGN), so no Ctrl-C can kill one before its initializer runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -274,7 +276,8 @@ class Runner:
 
     def _start_processes(self) -> None:
         """Spawn every worker now, so their start-up (imports, session: ~0.5 s) overlaps the parent's
-        checks, and inside sigint_ignored (the pool spawns one worker per submit while none is idle)."""
+        checks, and inside sigint_ignored (a forking pool starts all at the first submit, a spawning
+        one a worker per submit while none is idle)."""
         with sigint_ignored():
             for _ in range(self.workers):
                 self._pool.submit(_worker_ready)
@@ -336,6 +339,12 @@ def run_tasks(runner: Runner, tasks: Iterable[tuple[np.ndarray, int]], total: in
     return made
 
 
+def auto_batch_size(device: str, arch: str, fmt: str) -> int:
+    if (device, arch, fmt) == ("cpu", "mlp", "npz"):
+        return NPZ_CHUNK
+    return AUTO_BATCH.get((device, arch), 64)
+
+
 def default_workers() -> int:
     """One per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -390,7 +399,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     out_dir = Path(out_dir)
     make_out_dir(out_dir)
     start, stop = shard_range(n, shard, fmt)
-    batch_size = batch_size or AUTO_BATCH.get((session.device, meta.arch), 64)
+    batch_size = batch_size or auto_batch_size(session.device, meta.arch, fmt)
     most_tasks = -(-(stop - start) // (NPZ_CHUNK if fmt == "npz" else batch_size))
     layout, workers = choose_layout(layout, session.device, workers, most_tasks)
     if layout == "threads" and session.device == "cpu":
