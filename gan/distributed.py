@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from gan.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -35,6 +37,15 @@ class DistInfo:
 def launched_by_torchrun() -> DistInfo:
     return DistInfo(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def select_device(requested: str) -> torch.device:
+    """auto: CUDA when torch sees a GPU, else the CPU; cuda without a GPU is an error, not a silent fallback."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
 
 
 def init_process_group(info: DistInfo, device: torch.device) -> torch.device:

@@ -37,6 +37,7 @@ import torch
 from gan import data, metrics
 from gan.classifier import FEATURE_NETWORK_NAME as CLASSIFIER_NETWORK_NAME
 from gan.classifier import check_mnist_images, classifier_outputs, load_classifier
+from gan.distributed import select_device
 from gan.errors import DataError, EvalError
 from gan.networks import build_generator, dcgan_init_
 
@@ -148,14 +149,6 @@ class FeatureNetwork:
     # images uint8 [N, H, W, C] -> (features [N, D], class probabilities [N, K] or None)
     extract: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
     info: dict  # JSON-serialisable facts about it (weights, feature size, accuracy)
-
-
-def select_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise EvalError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(requested)
 
 
 def mnist_classifier_network(device: str | torch.device = "cpu", path: str | Path | None = None) -> FeatureNetwork:

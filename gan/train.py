@@ -38,7 +38,7 @@ from gan.artifact import GeneratorSpec, save_generator
 from gan.config import TrainConfig, validate_config
 from gan.data import ImageData, load_images, to_model_range
 from gan.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects, init_process_group,
-                             launched_by_torchrun, sum_across_ranks, sync_buffers, weights_digest)
+                             launched_by_torchrun, select_device, sum_across_ranks, sync_buffers, weights_digest)
 from gan.errors import ArtifactError, ConfigError, TrainingDiverged
 from gan.io import atomic_path, write_text_atomic
 from gan.networks import build_models
@@ -93,14 +93,6 @@ def _frozen_copy(G: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------- run directories
-
-
-def select_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def next_run_dir(out_dir: Path, cfg: TrainConfig) -> Path:
