@@ -54,6 +54,7 @@ def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
     owner = np.full(n, -1, dtype=np.int64)  # which shard listed each index
     lines: list[str] = [""] * n
     seeds: set[int] = set()
+    present: set[str] = set()
     for k, path in sorted(by_k.items()):
         for number, raw in enumerate(path.read_text().splitlines(), 1):
             entry = json.loads(raw)
@@ -62,8 +63,10 @@ def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
                 raise GenerateError(f"{path.name} line {number} lists index {index}, outside -n {n}; pass the -n the shards ran with")
             if owner[index] >= 0:
                 raise GenerateError(f"index {index} is listed by shard {owner[index]} and shard {k}; shards must be disjoint")
-            if not (out_dir / entry["file"]).is_file():
-                raise GenerateError(f"{path.name} lists {entry['file']}, which is missing; rerun shard {k}/{len(by_k)} to make it")
+            if entry["file"] not in present:  # npz files hold 1,000 images: stat each file once
+                if not (out_dir / entry["file"]).is_file():
+                    raise GenerateError(f"{path.name} lists {entry['file']}, which is missing; rerun shard {k}/{len(by_k)} to make it")
+                present.add(entry["file"])
             owner[index] = k
             seeds.add(entry["seed"])
             lines[index] = raw + "\n"
