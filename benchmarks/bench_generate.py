@@ -35,9 +35,7 @@ gives, which the CPU-based column estimates.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
-import json
 import os
 import re
 import resource
@@ -57,10 +55,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from export.api import INT8_FILE  # noqa: E402
+from export.int8 import export_int8_onnx  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
+from export.parity import check_parity  # noqa: E402
 from gan.artifact import GeneratorSpec, load_generator  # noqa: E402
 from gan.networks import build_generator, dcgan_init_  # noqa: E402
 from runtime.generate import auto_batch_size, default_workers  # noqa: E402
@@ -111,133 +111,6 @@ def load_weights(args: argparse.Namespace) -> tuple[nn.Module, GeneratorSpec, st
     G, spec = random_generator(cfg)
     return G, spec, (f"RANDOM weights ({cfg['arch']} {cfg['img_size']}px width {cfg['width']}: no trained model of "
                      f"this architecture; images are textured noise, PNGs ~30 % larger than real cats)")
-
-
-# ---- the int8 serving graph (a prototype: once adopted it belongs in export/) ---------------------------
-
-# Its own parity bar, in pixel levels of 255 against the fp32 serving graph on the same z, set after
-# a first look at the shipped cats DCGAN (mean 1.14, 99th percentile 4, max 16 on 512 images, no
-# visible change). Measured since: cats DCGAN-64 random weights mean 0.74 / p99 3 / max 14 (pass);
-# shipped cats-dcgan mean 1.38 / p99 5 / max 41 (pass); shipped mnist-mlp mean 0.51 / p99 9 / max 40
-# (FAIL, though its classifier features move 190x less than between two seeds: FD 0.0004 vs 0.076).
-INT8_MEAN_ERROR = 1.5
-INT8_P99_ERROR = 6
-CALIBRATION_SEED = 12345  # calibration z are not the z that are checked or generated (seed 0)
-TAPS = {0: (3, 1), 1: (2, 0)}  # ConvTranspose(k4, s2, p1): kernel rows feeding output rows of parity 0 and 1
-
-
-class SubPixelConvTranspose(nn.Module):
-    """ConvTranspose2d(k=4, s=2, p=1) + eval BatchNorm + ReLU as four 2x2 convolutions, one per output
-    phase (same MACs), interleaved by pixel shuffle: exactly the same function, but made of Conv,
-    which onnxruntime runs in int8 (QLinearConv, VNNI); it has no int8 ConvTranspose (PERF-NOTES)."""
-
-    PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))
-
-    def __init__(self, convt: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None, relu: bool):
-        super().__init__()
-        weight = convt.weight.detach()  # [C_in, C_out, 4, 4]
-        scale, shift = torch.ones(weight.shape[1]), torch.zeros(weight.shape[1])
-        if bn is not None:  # fold: per output channel, the same for every phase
-            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-            shift = bn.bias.detach() - bn.running_mean * scale
-        self.weights = nn.ParameterList(
-            nn.Parameter(weight[:, :, list(TAPS[a])][:, :, :, list(TAPS[b])].permute(1, 0, 2, 3) * scale[:, None, None, None])
-            for a, b in self.PHASES)
-        self.bias = nn.Parameter(shift.clone())
-        self.relu = relu
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for (a, b), weight in zip(self.PHASES, self.weights):
-            # phase a = 0 reads input rows m-1 and m, phase a = 1 rows m and m+1 (F.pad: left, right, top, bottom)
-            out = F.conv2d(F.pad(x, (1 - b, b, 1 - a, a)), weight, self.bias)
-            outs.append(F.relu(out) if self.relu else out)
-        y = torch.stack(outs, dim=2)  # [B, C, 4, H, W], phase a * 2 + b
-        return F.pixel_shuffle(y.flatten(1, 2), 2)
-
-
-def subpixel_generator(G: nn.Module) -> nn.Module:
-    """A copy of a DCGAN G with every stride-2 ConvTranspose (+ BN + ReLU) replaced by SubPixelConvTranspose."""
-    original, G = G.eval(), copy.deepcopy(G).eval()
-    layers, out, i = list(G.net.children()), [], 0
-    while i < len(layers):
-        layer = layers[i]
-        if isinstance(layer, nn.ConvTranspose2d) and layer.stride == (2, 2):
-            bn = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d) else None
-            relu = bn is not None and isinstance(layers[i + 2], nn.ReLU)
-            out.append(SubPixelConvTranspose(layer, bn, relu))
-            i += 1 + (bn is not None) + relu
-        else:
-            out.append(layer)
-            i += 1
-    G.net = nn.Sequential(*out)
-    with torch.no_grad():  # the same function, to float rounding
-        z = torch.randn(8, original.net[0].in_channels)
-        assert torch.allclose(G(z), original(z), atol=1e-5), "sub-pixel rewrite changed the generator"
-    return G
-
-
-def int8_serving_graph(G: nn.Module, spec: GeneratorSpec, fp32_model: Path, work: Path) -> Path:
-    """MLP: dynamic quantization of its Gemms. DCGAN: sub-pixel convolutions, static QDQ quantization
-    (per-channel int8 weights, uint8 activations calibrated on seeded z). Then the parity bar."""
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
-
-    source = fp32_model
-    if spec.arch == "dcgan":
-        source = work / "generator-subpixel-uint8.onnx"
-        export_onnx(subpixel_generator(G), spec, source, output_kind=OUTPUT_UINT8_NHWC)
-    model = onnx.load(str(source))
-    del model.graph.value_info[:]  # the exporter's shapes trip onnx shape inference; onnxruntime infers its own
-    plain, path = work / "fp32-plain.onnx", work / "generator-int8-uint8.onnx"
-    onnx.save(model, str(plain))
-
-    class Calibration(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"z": latents(CALIBRATION_SEED, np.arange(k, k + 64), spec.latent_dim)}
-                                 for k in range(0, 512, 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    if spec.arch == "dcgan":
-        quantize_static(str(plain), str(path), Calibration(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    else:
-        quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
-    set_precision(path, "int8")
-    check_int8_parity(fp32_model, path, spec.latent_dim)
-    return path
-
-
-def set_precision(path: Path, precision: str) -> None:
-    import onnx
-
-    from runtime.metadata import METADATA_KEY
-
-    model = onnx.load(str(path))
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            meta = json.loads(prop.value)
-            meta["precision"] = precision
-            prop.value = json.dumps(meta, sort_keys=True)
-    onnx.save(model, str(path))
-
-
-def check_int8_parity(fp32_model: Path, int8_model: Path, latent_dim: int, n_check: int = 4_096) -> None:
-    reference, quantized = GeneratorSession(fp32_model, device="cpu"), GeneratorSession(int8_model, device="cpu")
-    errors = []
-    for first in range(0, n_check, 512):
-        z = latents(0, np.arange(first, first + 512), latent_dim)
-        errors.append(np.abs(quantized.images(z).astype(np.int16) - reference.images(z)).ravel())
-    error = np.concatenate(errors)
-    mean, p99 = error.mean(), np.percentile(error, 99)
-    verdict = "PASS" if mean <= INT8_MEAN_ERROR and p99 <= INT8_P99_ERROR else "FAIL"
-    print(f"int8 parity vs fp32 on {n_check:,} images: mean {mean:.3f}, 99th percentile {p99:.0f}, max {error.max()} "
-          f"levels of 255 -> {verdict} (bar: mean <= {INT8_MEAN_ERROR}, 99th percentile <= {INT8_P99_ERROR})")
-    if verdict == "FAIL":
-        raise SystemExit("the int8 serving graph fails its parity bar; not benchmarked")
 
 
 # ---- (a) the seeds' way ----------------------------------------------------------------------------
@@ -409,8 +282,8 @@ def main() -> None:
     parser.add_argument("--format", dest="fmt", choices=["png", "jpg", "npz"], default="png")
     parser.add_argument("--batch-size", type=int, help="default: gancli's auto choice")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
-                        help="serving graph: fp16 weights, or int8 (MLP: dynamic quantization; DCGAN: sub-pixel "
-                             "convolutions + static quantization), checked against fp32 by its own parity bar")
+                        help="serving graph: fp16 weights, or int8 as `gancli export --int8` makes it (export/int8.py), "
+                             "checked by its parity bar")
     parser.add_argument("--parts", default="abcd",
                         help="which of a, b, c, d to run; t adds the other layout: ORT on all cores in the "
                              "main thread, overlapped with encoder threads (what CUDA uses)")
@@ -430,8 +303,12 @@ def main() -> None:
 def run_parts(args: argparse.Namespace, G: nn.Module, spec: GeneratorSpec, weights: str, work: Path) -> None:
     model = work / "generator-uint8.onnx"
     export_onnx(G, spec, model, output_kind=OUTPUT_UINT8_NHWC, fp16=args.precision == "fp16")
-    if args.precision == "int8":
-        model = int8_serving_graph(G, spec, model, work)
+    if args.precision == "int8":  # what `gancli export --int8` writes, with its parity bar
+        model = work / INT8_FILE
+        export_int8_onnx(G, spec, model)
+        r = check_parity(G, [model], providers=["CPUExecutionProvider"]).results[0]
+        print(f"int8 parity with eager: mean {r.mean_error:.2f}, 99th percentile {r.p99_error:g}, max {r.max_error:g} "
+              f"levels (bar: mean <= {r.mean_bar:g}, 99th percentile <= {r.p99_bar:g})")
     workers = default_workers()
     batch = args.batch_size or auto_batch_size("cpu", spec.arch, args.fmt)
     print(f"model: {args.model} ({weights}); serving graph uint8 NHWC {args.precision}; n={args.n} {args.fmt}; "

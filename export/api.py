@@ -17,14 +17,17 @@ from rich.table import Table
 from torch import nn
 
 from export.errors import ExportError, ParityError
+from export.int8 import export_int8_onnx
 from export.onnx import DEFAULT_OPSET, check_opset, export_onnx
-from export.parity import ParityReport, check_parity
+from export.parity import ParityReport, ParityResult, check_parity
 from export.torchscript import export_torchscript
+from export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
 from gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
 from gan.io import write_text_atomic
 from runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
 
 FORMATS = ("onnx", "torchscript", "all")
+INT8_FILE = "generator-int8-uint8.onnx"
 DEFAULT_OUT_NAME = "export"  # default output folder, inside the artifact folder
 PARITY_NAME = "parity.json"
 
@@ -36,7 +39,7 @@ class Planned:
     name: str
     format: str  # "onnx" or "torchscript"
     output_kind: str
-    fp16: bool
+    precision: str  # "fp32", "fp16" or "int8"
 
 
 @dataclass
@@ -46,33 +49,38 @@ class ExportResult:
     report: ParityReport
 
 
-def plan_files(fmt: str, fp16: bool) -> list[Planned]:
-    """File names and contents for a --format; --fp16 adds half-precision ONNX graphs."""
+def plan_files(fmt: str, fp16: bool, int8: bool = False) -> list[Planned]:
+    """File names and contents for a --format; --fp16 adds half-precision ONNX graphs, --int8 the
+    int8 CPU serving graph."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r} is not known; use one of {', '.join(FORMATS)}")
-    if fp16 and fmt == "torchscript":
-        raise ExportError("--fp16 adds half-precision ONNX graphs; use it with --format onnx or all")
+    for flag, wanted in (("--fp16", fp16), ("--int8", int8)):
+        if wanted and fmt == "torchscript":
+            raise ExportError(f"{flag} adds ONNX graphs; use it with --format onnx or all")
     planned = []
     if fmt in ("onnx", "all"):
-        planned += [Planned("generator.onnx", "onnx", OUTPUT_FLOAT_NCHW, False),
-                    Planned("generator-uint8.onnx", "onnx", OUTPUT_UINT8_NHWC, False)]
+        planned += [Planned("generator.onnx", "onnx", OUTPUT_FLOAT_NCHW, PRECISION_FP32),
+                    Planned("generator-uint8.onnx", "onnx", OUTPUT_UINT8_NHWC, PRECISION_FP32)]
         if fp16:
-            planned += [Planned("generator-fp16.onnx", "onnx", OUTPUT_FLOAT_NCHW, True),
-                        Planned("generator-fp16-uint8.onnx", "onnx", OUTPUT_UINT8_NHWC, True)]
+            planned += [Planned("generator-fp16.onnx", "onnx", OUTPUT_FLOAT_NCHW, PRECISION_FP16),
+                        Planned("generator-fp16-uint8.onnx", "onnx", OUTPUT_UINT8_NHWC, PRECISION_FP16)]
+        if int8:
+            planned.append(Planned(INT8_FILE, "onnx", OUTPUT_UINT8_NHWC, PRECISION_INT8))
     if fmt in ("torchscript", "all"):
-        planned.append(Planned("generator.torchscript.pt", "torchscript", OUTPUT_FLOAT_NCHW, False))
+        planned.append(Planned("generator.torchscript.pt", "torchscript", OUTPUT_FLOAT_NCHW, PRECISION_FP32))
     return planned
 
 
 def export_generator(source: str | Path, fmt: str = "all", out_dir: str | Path | None = None,
-                     opset: int = DEFAULT_OPSET, fp16: bool = False, console: Console | None = None) -> ExportResult:
+                     opset: int = DEFAULT_OPSET, fp16: bool = False, int8: bool = False,
+                     console: Console | None = None) -> ExportResult:
     """Export the generator at `source` (run directory or artifact folder) into `out_dir`.
 
     `out_dir` defaults to `export/` inside the artifact folder. Raises ArtifactError for a bad
     source, ExportError for bad options or an unwritable folder, ParityError when an exported file
     does not match eager G; in each case nothing is written.
     """
-    planned = plan_files(fmt, fp16)
+    planned = plan_files(fmt, fp16, int8)
     if any(p.format == "onnx" for p in planned):
         check_opset(opset)  # before the slow part
     G, spec = load_generator(source)
@@ -108,10 +116,13 @@ def make_staging_dir(out_dir: Path) -> Path:
 
 
 def write_file(G: nn.Module, spec: GeneratorSpec, planned: Planned, path: Path, opset: int) -> Path:
-    if planned.format == "onnx":
-        export_onnx(G, spec, path, planned.output_kind, planned.fp16, opset)
+    fp16 = planned.precision == PRECISION_FP16
+    if planned.precision == PRECISION_INT8:
+        export_int8_onnx(G, spec, path, opset)
+    elif planned.format == "onnx":
+        export_onnx(G, spec, path, planned.output_kind, fp16, opset)
     else:
-        export_torchscript(G, spec, path, planned.output_kind, planned.fp16)
+        export_torchscript(G, spec, path, planned.output_kind, fp16)
     return path
 
 
@@ -138,9 +149,15 @@ def print_summary(result: ExportResult, console: Console) -> None:
     table.add_column("max error", justify="right")
     table.add_column("bar", justify="right")
     for r in report.results:
-        table.add_row(r.file, r.runtime, format_error(r.max_error, r.output_kind), format_error(r.bar, r.output_kind))
+        table.add_row(r.file, r.runtime, *error_and_bar(r))
     console.print(table)
     console.print(f"wrote {len(result.files)} files to {result.out_dir}")
+
+
+def error_and_bar(r: ParityResult) -> tuple[str, str]:
+    if r.mean_bar is not None:  # int8: a bar on the distribution of errors
+        return f"mean {r.mean_error:.2f}, p99 {r.p99_error:g}", f"mean {r.mean_bar:g}, p99 {r.p99_bar:g}"
+    return format_error(r.max_error, r.output_kind), format_error(r.bar, r.output_kind)
 
 
 def format_error(value: float, output_kind: str) -> str:

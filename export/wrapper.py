@@ -17,6 +17,7 @@ from export.errors import ExportError
 
 PRECISION_FP32 = "fp32"
 PRECISION_FP16 = "fp16"
+PRECISION_INT8 = "int8"  # int8 weights and activations inside; see export/int8.py
 # A batch of 1 would let the tracer specialise the batch axis to a constant; 2 keeps it symbolic.
 TRACE_BATCH = 2
 

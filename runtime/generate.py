@@ -45,7 +45,12 @@ from runtime.writer import (FORMATS, HEADER_NAME, NPZ_CHUNK, FolderMaker, Manife
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_MODEL = "cats-dcgan"
-SERVING_FILES = ("generator-uint8.onnx", "generator.onnx")  # the uint8 graph first: only bytes leave it
+# What a model name or folder resolves to, per --precision; the uint8 graph first: only bytes leave it.
+SERVING_FILES = {
+    "fp32": ("generator-uint8.onnx", "generator.onnx"),
+    "int8": ("generator-int8-uint8.onnx",),  # `gancli export --int8`: for the CPU, with its own parity bar
+}
+DEFAULT_PRECISION = "fp32"
 LAYOUTS = ("auto", "processes", "threads", "inline")
 GRID_IMAGES = 64
 # Workers are forked on Linux: a forked worker starts in ~0.05 s, a spawned one re-imports numpy,
@@ -81,22 +86,36 @@ class GenerateResult:
         return self.made / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_model(model: str | Path | None) -> Path:
-    """A path to an .onnx file, or a name of a shipped model in models/<name>/ (default cats-dcgan)."""
+def resolve_model(model: str | Path | None, precision: str | None = None) -> Path:
+    """A path to an .onnx file, or a name of a shipped model in models/<name>/ (default cats-dcgan),
+    whose serving graph of `precision` (default fp32) is taken."""
     model = DEFAULT_MODEL if model is None else model
+    if precision is not None and precision not in SERVING_FILES:
+        raise GenerateError(f"--precision {precision!r} is not known; use one of {', '.join(SERVING_FILES)}")
     path = Path(model)
     if path.suffix == ".onnx" or path.is_file():
         if not path.is_file():
             raise GenerateError(f"model file {path} not found; pass an exported .onnx file or a model name from {MODELS_DIR}")
         return path
     folder = path if path.is_dir() else MODELS_DIR / str(model)
-    for name in SERVING_FILES:
+    candidates = SERVING_FILES[precision or DEFAULT_PRECISION]
+    for name in candidates:
         if (folder / name).is_file():
             return folder / name
+    if folder.is_dir() and precision == "int8":
+        raise GenerateError(f"{folder} has no int8 graph ({candidates[0]}); make one with `gancli export --int8`, "
+                            f"or drop --precision int8")
     shipped = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir()) if MODELS_DIR.is_dir() else []
     names = ", ".join(shipped) or "none yet"
-    raise GenerateError(f"no model {str(model)!r}: {folder} has no {' or '.join(SERVING_FILES)} "
+    raise GenerateError(f"no model {str(model)!r}: {folder} has no {' or '.join(candidates)} "
                         f"(shipped models: {names}); pass --model FILE.onnx from `gancli export`")
+
+
+def check_precision(meta: ModelMetadata, precision: str | None, path: Path) -> None:
+    """A file passed by path decides its own precision; asking for another one is a mistake, not a cast."""
+    if precision is not None and meta.precision != precision:
+        raise GenerateError(f"--precision {precision}: {path} is a {meta.precision} graph; drop --precision "
+                            f"or pass a model name, whose {precision} graph is then taken")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -384,6 +403,7 @@ def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: 
 def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, batch_size: int | None = None,
              device: str = "auto", seed: int = 0, fmt: str = "png", shard: str | tuple[int, int] = (0, 1),
              grid: str | Path | None = None, workers: int | None = None, layout: str = "auto",
+             precision: str | None = None,
              on_progress: Callable[[int, int], None] | None = None) -> GenerateResult:
     """Make images [0, n) (or this shard's part) in `out_dir`, skipping those already there.
 
@@ -392,10 +412,11 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     started = time.perf_counter()
     shard = check_arguments(n, fmt, batch_size, seed, shard)
     device = resolve_device(device)
-    model_path = resolve_model(model)
+    model_path = resolve_model(model, precision)
     # one intra-op thread: no thread pool exists when worker processes fork from this one
     session = GeneratorSession(model_path, device=device, threads=1)
     meta = session.metadata
+    check_precision(meta, precision, model_path)
     out_dir = Path(out_dir)
     make_out_dir(out_dir)
     start, stop = shard_range(n, shard, fmt)
@@ -430,10 +451,12 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
 
 
 def generate_array(model: str | Path, n: int, seed: int = 0, device: str = "auto",
-                   batch_size: int = 500) -> tuple[np.ndarray, ModelMetadata]:
+                   batch_size: int = 500, precision: str | None = None) -> tuple[np.ndarray, ModelMetadata]:
     """Images [0, n) of `seed` in memory, uint8 [N, H, W, C]: the same images `generate` writes as files."""
-    session = GeneratorSession(resolve_model(model), device=device)
+    path = resolve_model(model, precision)
+    session = GeneratorSession(path, device=device)
     meta = session.metadata
+    check_precision(meta, precision, path)
     images = np.empty((n, meta.img_size, meta.img_size, meta.channels), dtype=np.uint8)
     for start in range(0, n, batch_size):
         indices = np.arange(start, min(start + batch_size, n))

@@ -16,6 +16,7 @@ import cli
 import export.parity
 from export.api import export_generator
 from export.errors import ParityError
+from export.int8 import subpixel_generator
 from export.onnx import export_onnx
 from export.parity import check_parity
 from gan.artifact import GeneratorSpec, load_generator, save_generator
@@ -36,6 +37,7 @@ ALL_FILES = {
     "generator-uint8.onnx": (OUTPUT_UINT8_NHWC, "fp32"),
     "generator-fp16.onnx": (OUTPUT_FLOAT_NCHW, "fp16"),
     "generator-fp16-uint8.onnx": (OUTPUT_UINT8_NHWC, "fp16"),
+    "generator-int8-uint8.onnx": (OUTPUT_UINT8_NHWC, "int8"),
     "generator.torchscript.pt": (OUTPUT_FLOAT_NCHW, "fp32"),
 }
 
@@ -70,8 +72,8 @@ def artifact(request, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(artifact, tmp_path_factory):
-    """Every format, fp16 included, exported once per arch (the expensive part of this file)."""
-    return export_generator(artifact, "all", tmp_path_factory.mktemp("out") / "export", fp16=True)
+    """Every format, fp16 and int8 included, exported once per arch (the expensive part of this file)."""
+    return export_generator(artifact, "all", tmp_path_factory.mktemp("out") / "export", fp16=True, int8=True)
 
 
 @pytest.fixture
@@ -108,7 +110,7 @@ def leftovers(artifact: Path) -> list[Path]:
 def test_every_format_passes_parity_within_its_bar(exported):
     assert sorted(p.name for p in exported.files) == sorted([*ALL_FILES, "parity.json"])
     bars = {(OUTPUT_FLOAT_NCHW, "fp32"): 1e-4, (OUTPUT_FLOAT_NCHW, "fp16"): 2e-2,
-            (OUTPUT_UINT8_NHWC, "fp32"): 1.0, (OUTPUT_UINT8_NHWC, "fp16"): 4.0}
+            (OUTPUT_UINT8_NHWC, "fp32"): 1.0, (OUTPUT_UINT8_NHWC, "fp16"): 4.0, (OUTPUT_UINT8_NHWC, "int8"): 255.0}
     results = {r.file: r for r in exported.report.results}  # CPU only here: one result per file
     assert set(results) == set(ALL_FILES)
     for name, (kind, precision) in ALL_FILES.items():
@@ -116,6 +118,11 @@ def test_every_format_passes_parity_within_its_bar(exported):
         assert (r.output_kind, r.precision) == (kind, precision)
         assert r.bar == bars[kind, precision]
         assert 0.0 <= r.max_error <= r.bar, name
+        if precision == "int8":  # its bar is on the distribution of errors
+            assert (r.mean_bar, r.p99_bar) == (1.5, 12.0)
+            assert 0.0 < r.mean_error <= r.mean_bar and r.mean_error <= r.p99_error <= r.p99_bar
+        else:
+            assert r.mean_bar is None
     assert exported.report.batch_sizes == [1, 7, 256] and len(exported.report.seeds) >= 3
     on_disk = json.loads((exported.out_dir / "parity.json").read_text())
     assert on_disk["passed"] is True
@@ -196,6 +203,43 @@ def test_metadata_round_trips_through_onnxruntime_alone(exported, artifact):
     assert len(spec["weights_sha256"]) == 64
 
 
+@pytest.mark.parametrize("img_size", [28, 32, 64])
+def test_subpixel_rewrite_is_the_same_generator(img_size):
+    """The projection as a Linear, each stride-2 ConvTranspose + BN + ReLU as 4 phase convolutions + pixel
+    shuffle: the same function."""
+    torch.manual_seed(img_size)
+    G = build_generator("dcgan", 16, 3, img_size, width=8, dropout=0.1)
+    randomize_batch_norm_(G, img_size)
+    rewritten = subpixel_generator(G)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in rewritten.modules())
+    z = torch.randn(5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(z), G.eval()(z), atol=1e-5, rtol=0)
+
+
+def test_int8_graph_runs_in_int8_kernels(exported, artifact):
+    """What makes it fast: no float ConvTranspose or Gemm is left for onnxruntime to run."""
+    ops = {n.op_type for n in onnx.load(str(exported.out_dir / "generator-int8-uint8.onnx")).graph.node}
+    spec = json.loads((artifact / "generator.json").read_text())
+    if spec["arch"] == "dcgan":
+        assert "ConvTranspose" not in ops and {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    else:
+        assert "MatMulInteger" in ops and not ops & {"Gemm", "MatMul"}
+    G, spec = load_generator(artifact)
+    z = fresh_z(3, 64, spec.latent_dim)
+    out = run_onnx(exported.out_dir / "generator-int8-uint8.onnx", z)
+    expected = np.clip(np.round((eager(G, z) + 1) / 2 * 255), 0, 255).transpose(0, 2, 3, 1)
+    assert out.dtype == np.uint8 and out.shape == expected.shape
+    assert np.abs(out.astype(np.int16) - expected).mean() <= 1.5
+
+
+def test_int8_parity_bar_fails_and_keeps_no_file(small_artifact, tmp_path, monkeypatch):
+    monkeypatch.setattr(export.parity, "INT8_P99_LEVELS", -1)  # no graph can be under it
+    with pytest.raises(ParityError, match=r"generator-int8-uint8\.onnx .*99th percentile"):
+        export_generator(small_artifact, "onnx", tmp_path / "out", int8=True)
+    assert leftovers(small_artifact) == []
+
+
 def test_export_onnx_leaves_callers_generator_alone(small_artifact, tmp_path):
     G, spec = load_generator(small_artifact)
     G.train()
@@ -267,7 +311,8 @@ def test_bad_source_is_one_line_and_writes_nothing(small_artifact, tmp_path, dam
 @pytest.mark.parametrize("options, expected", [
     (["--format", "tflite"], "--format 'tflite' is not known; use one of onnx, torchscript, all"),
     (["--opset", "9"], "--opset 9 is not supported; use 18 to"),
-    (["--format", "torchscript", "--fp16"], "--fp16 adds half-precision ONNX graphs"),
+    (["--format", "torchscript", "--fp16"], "--fp16 adds ONNX graphs; use it with --format onnx or all"),
+    (["--format", "torchscript", "--int8"], "--int8 adds ONNX graphs; use it with --format onnx or all"),
 ])
 def test_bad_option_is_one_line_and_writes_nothing(small_artifact, options, expected):
     result = invoke(small_artifact, *options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from gan.networks import build_generator
 from runtime.errors import GenerateError
 from runtime.generate import generate, parse_shard, resolve_model, shard_range
 from runtime.latents import latents
-from runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, MetadataError
+from runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, MetadataError
 from runtime.session import DeviceFallbackWarning, GeneratorSession
 from runtime.writer import NPZ_CHUNK, relpath_for
 
@@ -135,6 +136,22 @@ def test_model_names_resolve_to_the_uint8_serving_graph_first(tmp_path, monkeypa
     assert resolve_model("mnist-dcgan") == tmp_path / "mnist-dcgan" / "generator-uint8.onnx"
     with pytest.raises(GenerateError, match="no model 'cats-dcgan'.*shipped models: mnist-dcgan"):
         resolve_model(None)
+
+
+def test_precision_picks_a_names_int8_graph_and_must_match_a_file(tmp_path, monkeypatch, models):
+    monkeypatch.setattr(runtime.generate, "MODELS_DIR", tmp_path)
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "generator-uint8.onnx").write_bytes(models["dcgan"].read_bytes())
+    with pytest.raises(GenerateError, match=r"has no int8 graph \(generator-int8-uint8.onnx\); make one with `gancli export --int8`"):
+        resolve_model("cats", "int8")
+    (tmp_path / "cats" / "generator-int8-uint8.onnx").write_bytes(models["dcgan"].read_bytes())
+    assert resolve_model("cats", "int8") == tmp_path / "cats" / "generator-int8-uint8.onnx"
+    assert resolve_model("cats", "fp32") == resolve_model("cats") == tmp_path / "cats" / "generator-uint8.onnx"
+    with pytest.raises(GenerateError, match="--precision 'fp8' is not known; use one of fp32, int8"):
+        resolve_model("cats", "fp8")
+    with pytest.raises(GenerateError, match=r"--precision int8: .*dcgan-uint8.onnx is a fp32 graph"):
+        generate(3, tmp_path / "out", models["dcgan"], device="cpu", precision="int8")
+    assert not (tmp_path / "out").exists()
 
 
 # ---- determinism --------------------------------------------------------------------------------
@@ -265,7 +282,40 @@ def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models):
     assert sorted(manifest_indices(out / "manifest.jsonl")) == on_disk
 
 
-def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monkeypatch):
+@pytest.fixture(params=["anonymous-file", "temp-and-rename"])
+def write_path(request, monkeypatch):
+    """Both ways a file is made atomic: O_TMPFILE + link where supported, temp name + rename elsewhere."""
+    if request.param == "anonymous-file" and not runtime.writer._anonymous_files.usable:
+        pytest.fail("O_TMPFILE is not usable on this machine's temp folder; the fast write path is untested")
+    monkeypatch.setattr(runtime.writer._anonymous_files, "usable", request.param == "anonymous-file")
+    return request.param
+
+
+def test_atomic_write_makes_replaces_and_leaves_no_temp(tmp_path, write_path):
+    path = tmp_path / "a.png"
+    runtime.writer.write_bytes_atomic(path, b"first")
+    runtime.writer.write_bytes_atomic(path, np.frombuffer(b"second", dtype=np.uint8))
+    assert path.read_bytes() == b"second" and os.listdir(tmp_path) == ["a.png"]
+    assert runtime.writer._anonymous_files.usable == (write_path == "anonymous-file")  # no silent fallback
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644 & ~current_umask())
+    with pytest.raises(GenerateError, match="cannot write"):
+        runtime.writer.write_bytes_atomic(tmp_path / "missing" / "b.png", b"x")
+    (tmp_path / "sub").mkdir()
+    runtime.writer.write_bytes_atomic(tmp_path / "sub" / "c.png", b"c")
+    shutil.rmtree(tmp_path / "sub")
+    (tmp_path / "sub").mkdir()  # the same folder name, made again: a new folder
+    runtime.writer.write_bytes_atomic(tmp_path / "sub" / "d.png", b"d")
+    assert os.listdir(tmp_path / "sub") == ["d.png"]
+    assert runtime.writer._anonymous_files.usable == (write_path == "anonymous-file")
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monkeypatch, write_path):
     real_write_all = runtime.writer._write_all
     calls = {"n": 0}
 
