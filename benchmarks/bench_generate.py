@@ -219,6 +219,29 @@ def _tree_rss_bytes(root: int) -> int:
     return total
 
 
+# ext4 with online discard (this disk) creates files ~10x slower for a minute or two after a large
+# delete (an earlier benchmark, a test run): file-bound parts would then measure the disk's state.
+SETTLED_FILES_PER_SECOND = 8_000
+SETTLE_PROBE_FILES = 1_000
+
+
+def wait_for_settled_disk(work: Path, timeout: float = 180.0) -> float:
+    """Create small files until the disk makes them at a settled rate (or time runs out); the rate."""
+    started, attempt = time.perf_counter(), 0
+    while True:
+        folder = work / f"settle{attempt}"
+        folder.mkdir()
+        t = time.perf_counter()
+        for i in range(SETTLE_PROBE_FILES):
+            (folder / f"{i}.bin").write_bytes(b"x" * 200)
+        rate = SETTLE_PROBE_FILES / (time.perf_counter() - t)
+        if rate >= SETTLED_FILES_PER_SECOND or time.perf_counter() - started > timeout:
+            return rate
+        print(f"disk makes {rate:,.0f} files/s (a recent large delete?); waiting for it to settle", flush=True)
+        time.sleep(10)
+        attempt += 1
+
+
 @functools.cache
 def startup_cpu() -> float:
     """CPU seconds of starting the CLI's interpreter and imports, taken off (d)'s CPU time: (b) and (c)
@@ -313,6 +336,9 @@ def run_parts(args: argparse.Namespace, G: nn.Module, spec: GeneratorSpec, weigh
     batch = args.batch_size or auto_batch_size("cpu", spec.arch, args.fmt)
     print(f"model: {args.model} ({weights}); serving graph uint8 NHWC {args.precision}; n={args.n} {args.fmt}; "
           f"{workers} workers x 1 thread, batch {batch}; {args.rounds} rounds; writing under {work}")
+    rate = wait_for_settled_disk(work)
+    print(f"disk: {rate:,.0f} small files/s" + ("" if rate >= SETTLED_FILES_PER_SECOND else
+                                                " (NOT settled: file-bound figures below are low)"), flush=True)
 
     # Per part and round: (wall seconds, CPU seconds) for n images. Nothing is deleted until the end:
     # ext4 skips recently deleted inodes when it allocates new ones, which made file creation 12x
