@@ -10,7 +10,8 @@ adds nothing to inference and writing would reach. (a)-(d) run interleaved, `--r
 medians are reported (the host is shared and noisy: compare only within one run).
 
   python benchmarks/bench_generate.py --model cats -n 2000
-  python benchmarks/bench_generate.py --model mnist -n 2000 --format npz
+  python benchmarks/bench_generate.py --model cats -n 2000 --precision int8
+  python benchmarks/bench_generate.py --model mnist -n 100000 --format npz --precision int8
   python benchmarks/bench_generate.py --model cats -n 100000 --parts d --rounds 1
 
 Weights: --model cats is the DCGAN 64px width 64: --artifact DIR, else models/cats-dcgan/ if it has
@@ -18,19 +19,8 @@ that architecture (the shipped one has width 32), else random weights with batch
 from one batch, so images are textured noise rather than flat grey; --model mnist is the MLP
 (shipped weights); --model NAME takes any shipped model as it is. The output says which.
 
-Measured on the shared 2-core host (2026-11-22; wall / CPU-based images/s, medians):
-  cats DCGAN-64 fp32, 2,000 PNG:  a 221/230, b 392/797, c 3,457/7,836, d 279/650
-                                  d/a 1.26/2.83, d/limit 0.79/0.90
-  cats DCGAN-64 int8, 2,000 PNG:  a 275/282, b 881/1,807, c 2,464/5,061, d 539/1,051
-                                  d/a 1.96/3.73, d/limit 0.83/0.79
-  mnist MLP fp32, 50,000 PNG:     a 2,397/2,431, b 26,974/55,272, c 6,127/12,234, d 6,691/13,428
-                                  d/a 2.79/5.52
-  mnist MLP fp32, 200,000 npz:    a 1,644/1,674, b 35,613/48,737, c 974k/1.18M, d 36,172/46,635
-                                  d/a 22.0/27.9, d/limit 1.05/1.00
-  cats fp32 d at n=100,000: 325/655 vs 249/507 at n=2,000 (start-up amortised); peak RSS 431 MB both.
-Other tenants used 1-2 of the 2 cores during these runs, so the 2-process layout got about one core
-of wall time while (a), one thread, got a whole one: wall ratios understate what an idle machine
-gives, which the CPU-based column estimates.
+Figures measured with it, and what each step gave: README.md, "Benchmark". File-bound parts wait
+for the disk to settle first (see wait_for_settled_disk).
 """
 from __future__ import annotations
 
