@@ -47,6 +47,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks.disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # noqa: E402
 from export.api import INT8_FILE  # noqa: E402
 from export.int8 import export_int8_onnx  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
@@ -207,29 +208,6 @@ def _tree_rss_bytes(root: int) -> int:
         except (OSError, ValueError):
             continue
     return total
-
-
-# ext4 with online discard (this disk) creates files ~10x slower for a minute or two after a large
-# delete (an earlier benchmark, a test run): file-bound parts would then measure the disk's state.
-SETTLED_FILES_PER_SECOND = 8_000
-SETTLE_PROBE_FILES = 1_000
-
-
-def wait_for_settled_disk(work: Path, timeout: float = 180.0) -> float:
-    """Create small files until the disk makes them at a settled rate (or time runs out); the rate."""
-    started, attempt = time.perf_counter(), 0
-    while True:
-        folder = work / f"settle{attempt}"
-        folder.mkdir()
-        t = time.perf_counter()
-        for i in range(SETTLE_PROBE_FILES):
-            (folder / f"{i}.bin").write_bytes(b"x" * 200)
-        rate = SETTLE_PROBE_FILES / (time.perf_counter() - t)
-        if rate >= SETTLED_FILES_PER_SECOND or time.perf_counter() - started > timeout:
-            return rate
-        print(f"disk makes {rate:,.0f} files/s (a recent large delete?); waiting for it to settle", flush=True)
-        time.sleep(10)
-        attempt += 1
 
 
 @functools.cache
