@@ -30,7 +30,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from torch import nn
 
 from export.errors import ExportError
-from export.onnx import DEFAULT_OPSET, export_onnx, read_metadata, set_metadata
+from export.onnx import DEFAULT_OPSET, export_onnx, set_metadata
 from export.wrapper import PRECISION_INT8
 from gan.artifact import GeneratorSpec
 from gan.io import atomic_path
@@ -151,8 +151,7 @@ def export_int8_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, opset: int =
         check_same_function(G, source, spec.latent_dim)
     with tempfile.TemporaryDirectory(prefix="gancli-int8-") as work:
         plain, quantized = Path(work) / "float.onnx", Path(work) / "int8.onnx"
-        export_onnx(source, spec, plain, output_kind=OUTPUT_UINT8_NHWC, opset=opset)
-        meta = read_metadata(plain)
+        meta = export_onnx(source, spec, plain, output_kind=OUTPUT_UINT8_NHWC, opset=opset)
         model = onnx.load(str(plain))
         # The exporter's value_info trips the quantizer's shape inference; onnxruntime infers its own.
         del model.graph.value_info[:]
