@@ -15,9 +15,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from export.errors import ExportError
-from gan.errors import GanError
-from runtime.errors import GenerateError
+from gancli.export.errors import ExportError
+from gancli.gan.errors import GanError
+from gancli.runtime.errors import GenerateError
 
 app = typer.Typer(
     name="gancli",
@@ -81,10 +81,10 @@ def train(
 ) -> None:
     """Train a generator; writes a numbered run directory with config, metrics, grids, checkpoints and the artifact."""
     with one_line_errors():
-        from gan.config import resolve_config
+        from gancli.gan.config import resolve_config
 
         if resume is not None:
-            from gan.train import load_run_config, train as run_training
+            from gancli.gan.train import load_run_config, train as run_training
 
             cfg = load_run_config(resume, n_epochs=n_epochs, device=device)
             run_training(cfg, resume=resume, console=console)
@@ -100,7 +100,7 @@ def train(
         if dry_run:
             console.print_json(cfg.to_json())
             return
-        from gan.train import train as run_training
+        from gancli.gan.train import train as run_training
 
         run_training(cfg, console=console)
 
@@ -123,7 +123,7 @@ def export(
     TorchScript is deprecated upstream in torch but still loads with torch.jit.load.
     """
     with one_line_errors():
-        from export.api import export_generator
+        from gancli.export.api import export_generator
 
         export_generator(source, fmt, out, opset=opset, fp16=fp16, int8=int8, console=console)
 
@@ -161,14 +161,14 @@ def generate(
 
     if merge_manifests:
         with one_line_errors():
-            from runtime.merge import merge_manifests as merge
+            from gancli.runtime.merge import merge_manifests as merge
 
             merged = merge(out, n)
             console.print(f"merged {merged.shards} shard manifests: images 0 to {merged.images - 1:,} each made once "
                           f"(seed {merged.seed}) -> {merged.path}", highlight=False)
         return
     with one_line_errors(), warnings.catch_warnings():
-        from runtime.generate import generate as run_generate
+        from gancli.runtime.generate import generate as run_generate
 
         warnings.showwarning = show_warning  # one yellow line; catch_warnings restores the default
         if batch_size != "auto" and not batch_size.isdigit():
@@ -217,9 +217,9 @@ def evaluate(
     """Score a generator against real data: FID/KID (+IS) with Inception weights, and for MNIST the project's
     classifier (FCD, classifier IS, digit shares); with the real-test floor, untrained ceiling and a memorisation check."""
     with one_line_errors():
-        from gan.evaluate import evaluate as score_images, mnist_targets, untrained_generator_images
-        from gan.io import write_text_atomic
-        from runtime.generate import generate_array, resolve_model
+        from gancli.gan.evaluate import evaluate as score_images, mnist_targets, untrained_generator_images
+        from gancli.gan.io import write_text_atomic
+        from gancli.runtime.generate import generate_array, resolve_model
 
         if n < 2:
             raise GenerateError(f"-n {n} is too few to score; pass at least 2 (10,000 is the usual)")

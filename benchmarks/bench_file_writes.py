@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks.disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # noqa: E402
-from runtime import writer  # noqa: E402
+from gancli.runtime import writer  # noqa: E402
 
 
 def cpu_per_file(write, folder: Path, data: np.ndarray, n: int) -> float:

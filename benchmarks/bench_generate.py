@@ -48,17 +48,17 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # noqa: E402
-from export.api import INT8_FILE  # noqa: E402
-from export.int8 import export_int8_onnx  # noqa: E402
-from export.onnx import export_onnx  # noqa: E402
-from export.parity import check_parity  # noqa: E402
-from gan.artifact import GeneratorSpec, load_generator  # noqa: E402
-from gan.networks import build_generator, dcgan_init_  # noqa: E402
-from runtime.generate import auto_batch_size, default_workers  # noqa: E402
-from runtime.latents import latents  # noqa: E402
-from runtime.metadata import OUTPUT_UINT8_NHWC  # noqa: E402
-from runtime.session import GeneratorSession  # noqa: E402
-from runtime.writer import FolderMaker, NPZ_CHUNK, write_image_files, write_npz_chunk  # noqa: E402
+from gancli.export.api import INT8_FILE  # noqa: E402
+from gancli.export.int8 import export_int8_onnx  # noqa: E402
+from gancli.export.onnx import export_onnx  # noqa: E402
+from gancli.export.parity import check_parity  # noqa: E402
+from gancli.gan.artifact import GeneratorSpec, load_generator  # noqa: E402
+from gancli.gan.networks import build_generator, dcgan_init_  # noqa: E402
+from gancli.runtime.generate import auto_batch_size, default_workers  # noqa: E402
+from gancli.runtime.latents import latents  # noqa: E402
+from gancli.runtime.metadata import OUTPUT_UINT8_NHWC  # noqa: E402
+from gancli.runtime.session import GeneratorSession  # noqa: E402
+from gancli.runtime.writer import FolderMaker, NPZ_CHUNK, write_image_files, write_npz_chunk  # noqa: E402
 
 MODELS = {  # the two shipped targets: --model NAME
     "cats": dict(name="cats-dcgan", arch="dcgan", latent_dim=100, channels=3, img_size=64, width=64, dataset="cats"),
@@ -224,7 +224,7 @@ def startup_cpu() -> float:
 
 
 def gancli_generate(model: Path, n: int, fmt: str, out: Path, batch: int | None, device: str) -> dict:
-    command = [sys.executable, "-m", "cli", "generate", "-n", str(n), "--out", str(out), "--model", str(model),
+    command = [sys.executable, "-m", "gancli.cli", "generate", "-n", str(n), "--out", str(out), "--model", str(model),
                "--device", device, "--format", fmt, "--batch-size", str(batch or "auto")]
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -254,7 +254,7 @@ def gancli_generate(model: Path, n: int, fmt: str, out: Path, batch: int | None,
 
 def threads_layout(model: Path, n: int, fmt: str, out: Path, batch: int | None) -> tuple[float, float]:
     """The alternative CPU layout, through the same generate(): for choosing the default by measurement."""
-    from runtime.generate import generate
+    from gancli.runtime.generate import generate
 
     clock = Clock()
     generate(n, out, model, device="cpu", fmt=fmt, batch_size=batch, layout="threads")

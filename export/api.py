@@ -16,15 +16,15 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from export.errors import ExportError, ParityError
-from export.int8 import export_int8_onnx
-from export.onnx import DEFAULT_OPSET, check_opset, export_onnx
-from export.parity import ParityReport, ParityResult, check_parity
-from export.torchscript import export_torchscript
-from export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
-from gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
-from gan.io import write_text_atomic
-from runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
+from gancli.export.errors import ExportError, ParityError
+from gancli.export.int8 import export_int8_onnx
+from gancli.export.onnx import DEFAULT_OPSET, check_opset, export_onnx
+from gancli.export.parity import ParityReport, ParityResult, check_parity
+from gancli.export.torchscript import export_torchscript
+from gancli.export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
+from gancli.gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
+from gancli.gan.io import write_text_atomic
+from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
 
 FORMATS = ("onnx", "torchscript", "all")
 INT8_FILE = "generator-int8-uint8.onnx"

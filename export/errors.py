@@ -1,7 +1,9 @@
 """Errors the CLI turns into one line and a non-zero exit."""
 
+from gancli import GancliError
 
-class ExportError(Exception):
+
+class ExportError(GancliError):
     """The source cannot be exported, or the output cannot be written."""
 
 

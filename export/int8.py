@@ -29,13 +29,13 @@ import torch.nn.functional as F
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from torch import nn
 
-from export.errors import ExportError
-from export.onnx import DEFAULT_OPSET, export_onnx, set_metadata
-from export.wrapper import PRECISION_INT8
-from gan.artifact import GeneratorSpec
-from gan.io import atomic_path
-from runtime.latents import latents
-from runtime.metadata import OUTPUT_UINT8_NHWC
+from gancli.export.errors import ExportError
+from gancli.export.onnx import DEFAULT_OPSET, export_onnx, set_metadata
+from gancli.export.wrapper import PRECISION_INT8
+from gancli.gan.artifact import GeneratorSpec
+from gancli.gan.io import atomic_path
+from gancli.runtime.latents import latents
+from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 
 CALIBRATION_SEED = 12345  # not a seed users generate from by default (0): calibration z are not checked z
 CALIBRATION_IMAGES = 512

@@ -7,11 +7,11 @@ import onnx
 import torch
 from torch import nn
 
-from export.errors import ExportError
-from export.wrapper import build_metadata, example_z, export_wrapper
-from gan.artifact import GeneratorSpec
-from gan.io import atomic_path
-from runtime.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, ModelMetadata
+from gancli.export.errors import ExportError
+from gancli.export.wrapper import build_metadata, example_z, export_wrapper
+from gancli.gan.artifact import GeneratorSpec
+from gancli.gan.io import atomic_path
+from gancli.runtime.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, ModelMetadata
 
 DEFAULT_OPSET = 20
 # The torch.export-based exporter implements opset 18 and up; below that it silently keeps 18.

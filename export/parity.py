@@ -20,11 +20,11 @@ from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail, Invalid
 import torch
 from torch import nn
 
-from export.errors import ExportError, ParityError
-from export.onnx import read_metadata as read_onnx_metadata
-from export.torchscript import load_torchscript
-from export.wrapper import PRECISION_FP16, PRECISION_INT8
-from runtime.metadata import INPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.export.errors import ExportError, ParityError
+from gancli.export.onnx import read_metadata as read_onnx_metadata
+from gancli.export.torchscript import load_torchscript
+from gancli.export.wrapper import PRECISION_FP16, PRECISION_INT8
+from gancli.runtime.metadata import INPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
 
 BATCH_SIZES = (1, 7, 256)
 SEEDS = (0, 1, 2)

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gan.artifact import GeneratorSpec
-from gan.io import atomic_path
-from runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, ModelMetadata
-from export.wrapper import build_metadata, example_z, export_wrapper
+from gancli.gan.artifact import GeneratorSpec
+from gancli.gan.io import atomic_path
+from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, ModelMetadata
+from gancli.export.wrapper import build_metadata, example_z, export_wrapper
 
 
 def export_torchscript(G: nn.Module, spec: GeneratorSpec, path: Path, output_kind: str = OUTPUT_FLOAT_NCHW,

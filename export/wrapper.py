@@ -11,9 +11,9 @@ import copy
 import torch
 from torch import nn
 
-from gan.artifact import GeneratorSpec, gancli_version
-from runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC, ModelMetadata
-from export.errors import ExportError
+from gancli.gan.artifact import GeneratorSpec, gancli_version
+from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.export.errors import ExportError
 
 PRECISION_FP32 = "fp32"
 PRECISION_FP16 = "fp16"

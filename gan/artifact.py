@@ -16,9 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gan.errors import ArtifactError
-from gan.io import atomic_path, write_text_atomic
-from gan.networks import build_generator
+from gancli.gan.errors import ArtifactError
+from gancli.gan.io import atomic_path, write_text_atomic
+from gancli.gan.networks import build_generator
 
 WEIGHTS_NAME = "generator.safetensors"
 SPEC_NAME = "generator.json"

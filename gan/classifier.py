@@ -18,11 +18,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from gan.artifact import load_state_strict, load_verified_state, sha256_file
-from gan.errors import ArtifactError, DataError, EvalError
-from gan.io import atomic_path, write_text_atomic
+from gancli.gan.artifact import load_state_strict, load_verified_state, sha256_file
+from gancli.gan.errors import ArtifactError, DataError, EvalError
+from gancli.gan.io import atomic_path, write_text_atomic
+from gancli.models import models_dir
 
-CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "models" / "mnist-classifier"
+CLASSIFIER_DIR = models_dir() / "mnist-classifier"
 WEIGHTS_NAME = "classifier.safetensors"
 SPEC_NAME = "classifier.json"
 CLASSIFIER_FORMAT = "gancli-mnist-classifier"

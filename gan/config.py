@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gan.errors import ConfigError
+from gancli.gan.errors import ConfigError
 
 NAMED_DATASETS = ("mnist", "cats")
 ARCHS = ("mlp", "dcgan")

@@ -33,9 +33,9 @@ import torchvision.transforms.v2.functional as TF2
 from PIL import Image, ImageOps
 from rich.progress import wrap_file
 
-from gan.config import TrainConfig
-from gan.errors import DataError
-from gan.io import atomic_path
+from gancli.gan.config import TrainConfig
+from gancli.gan.errors import DataError
+from gancli.gan.io import atomic_path
 
 # (url, git blob id) of each part of the public cat faces set; the blob id is what
 # `git hash-object FILE` prints, so anyone can check a download against the repository.
@@ -80,7 +80,7 @@ def load_images(cfg: TrainConfig, download: bool = True) -> ImageData:
     """Decode cfg.dataset at cfg.img_size / cfg.channels, keep the first cfg.limit, split off validation."""
     root = resolve_data_root(cfg.data_root)
     if cfg.dataset == "mnist":
-        images = load_mnist(root, train=True, download=download)[:cfg.limit]  # [:None] keeps all
+        images = load_mnist(root, train=True, download=download)[0][:cfg.limit]  # [:None] keeps all
         images = fit_tensor_images(images, cfg.img_size, cfg.channels)
         skipped: list[str] = []
         source = f"MNIST training set in {root / 'mnist'}"
@@ -116,8 +116,9 @@ def split_train_val(images: torch.Tensor, val_fraction: float, seed: int) -> tup
 
 # --- MNIST -----------------------------------------------------------------------------------
 
-def load_mnist(root: Path, train: bool = True, download: bool = True) -> torch.Tensor:
-    """The real MNIST split as uint8 [N, 1, 28, 28]; torchvision downloads it (md5-checked) when missing."""
+def load_mnist(root: Path, train: bool = True, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real MNIST split as uint8 images [N, 1, 28, 28] and int64 labels [N]; torchvision downloads
+    it (md5-checked) when missing."""
     from torchvision.datasets import MNIST
 
     folder = Path(root) / "mnist"
@@ -129,7 +130,7 @@ def load_mnist(root: Path, train: bool = True, download: bool = True) -> torch.T
             f"MNIST not found in {folder} and {why}; copy the MNIST files (train-images-idx3-ubyte.gz etc.) "
             f"into {folder / 'MNIST' / 'raw'}/ or point --data-root / GANCLI_DATA_ROOT at a folder that has "
             f"mnist/MNIST/raw/") from None
-    return dataset.data.unsqueeze(1)
+    return dataset.data.unsqueeze(1), dataset.targets.long()
 
 
 def fit_tensor_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:

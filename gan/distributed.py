@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gan.errors import ConfigError
+from gancli.gan.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Errors the CLI turns into one line and a non-zero exit; anything else is a bug and keeps its traceback."""
 
+from gancli import GancliError
 
-class GanError(Exception):
+
+class GanError(GancliError):
     """Base of every expected failure in gan/: the message names the problem and the fix."""
 
 

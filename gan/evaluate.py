@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan import data, metrics
-from gan.classifier import FEATURE_NETWORK_NAME as CLASSIFIER_NETWORK_NAME
-from gan.classifier import check_mnist_images, classifier_outputs, load_classifier
-from gan.distributed import select_device
-from gan.errors import DataError, EvalError
-from gan.networks import build_generator, dcgan_init_
+from gancli.gan import data, metrics
+from gancli.gan.classifier import FEATURE_NETWORK_NAME as CLASSIFIER_NETWORK_NAME
+from gancli.gan.classifier import check_mnist_images, classifier_outputs, load_classifier
+from gancli.gan.distributed import select_device
+from gancli.gan.errors import DataError, EvalError
+from gancli.gan.networks import build_generator, dcgan_init_
 
 INCEPTION_NETWORK_NAME = "inception-v3-fid"
 INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -88,8 +88,8 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
         if tuple(image_shape) != (28, 28, 1):
             raise EvalError(f"the generated images are {list(image_shape)} but MNIST is [28, 28, 1]; "
                             f"evaluate an MNIST generator against mnist")
-        train = nhwc(data.load_mnist(root, train=True, download=download))
-        test = nhwc(data.load_mnist(root, train=False, download=download))
+        train = nhwc(data.load_mnist(root, train=True, download=download)[0])
+        test = nhwc(data.load_mnist(root, train=False, download=download)[0])
         return RealData("mnist", train, test, train, True,
                         f"MNIST train ({len(train)}) as reference; MNIST test ({len(test)}) as the real sample")
     if height != width:

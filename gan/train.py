@@ -34,14 +34,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 
-from gan.artifact import GeneratorSpec, save_generator
-from gan.config import TrainConfig, validate_config
-from gan.data import ImageData, load_images, to_model_range
-from gan.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects, init_process_group,
+from gancli.gan.artifact import GeneratorSpec, save_generator
+from gancli.gan.config import TrainConfig, validate_config
+from gancli.gan.data import ImageData, load_images, to_model_range
+from gancli.gan.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects, init_process_group,
                              launched_by_torchrun, select_device, sum_across_ranks, sync_buffers, weights_digest)
-from gan.errors import ArtifactError, ConfigError, TrainingDiverged
-from gan.io import atomic_path, write_text_atomic
-from gan.networks import build_models
+from gancli.gan.errors import ArtifactError, ConfigError, TrainingDiverged
+from gancli.gan.io import atomic_path, write_text_atomic
+from gancli.gan.networks import build_models
 
 CONFIG_NAME = "config.json"
 CHECKPOINT_NAME = "checkpoint.pt"

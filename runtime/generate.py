@@ -34,16 +34,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.errors import GenerateError
-from runtime.latents import MAX_SEED, latents
-from runtime.metadata import ModelMetadata
-from runtime.session import GeneratorSession, resolve_device
-from runtime.writer import (FORMATS, HEADER_NAME, NPZ_CHUNK, FolderMaker, Manifest, existing_mask, file_present,
+from gancli.models import models_dir
+from gancli.runtime.errors import GenerateError
+from gancli.runtime.latents import MAX_SEED, latents
+from gancli.runtime.metadata import ModelMetadata
+from gancli.runtime.session import GeneratorSession, resolve_device
+from gancli.runtime.writer import (FORMATS, HEADER_NAME, NPZ_CHUNK, FolderMaker, Manifest, existing_mask, file_present,
                             remove_stale_temps, write_bytes_atomic, write_grid, write_image_files,
                             write_npz_chunk)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = REPO_ROOT / "models"
+MODELS_DIR = models_dir()
 DEFAULT_MODEL = "cats-dcgan"
 # What a model name or folder resolves to, per --precision; the uint8 graph first: only bytes leave it.
 SERVING_FILES = {
@@ -105,7 +105,8 @@ def resolve_model(model: str | Path | None, precision: str | None = None) -> Pat
     if folder.is_dir() and precision == "int8":
         raise GenerateError(f"{folder} has no int8 graph ({candidates[0]}); make one with `gancli export --int8`, "
                             f"or drop --precision int8")
-    shipped = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir()) if MODELS_DIR.is_dir() else []
+    # generators only: models/ also holds the MNIST classifier that eval uses
+    shipped = sorted(p.name for p in MODELS_DIR.iterdir() if any(p.glob("generator*.onnx"))) if MODELS_DIR.is_dir() else []
     names = ", ".join(shipped) or "none yet"
     raise GenerateError(f"no model {str(model)!r}: {folder} has no {' or '.join(candidates)} "
                         f"(shipped models: {names}); pass --model FILE.onnx from `gancli export`")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import GenerateError
-from runtime.writer import write_bytes_atomic
+from gancli.runtime.errors import GenerateError
+from gancli.runtime.writer import write_bytes_atomic
 
 SHARD_MANIFEST = re.compile(r"^manifest-(\d+)-of-(\d+)\.jsonl$")
 MERGED_NAME = "manifest.jsonl"

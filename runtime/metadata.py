@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from runtime.errors import GenerateError
+from gancli.runtime.errors import GenerateError
 
 METADATA_KEY = "gancli"
 METADATA_FORMAT_VERSION = 1

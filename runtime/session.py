@@ -17,8 +17,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from runtime.errors import GenerateError
-from runtime.metadata import INPUT_NAME, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.errors import GenerateError
+from gancli.runtime.metadata import INPUT_NAME, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
 
 DEVICES = ("auto", "cuda", "cpu")
 CUDA_PROVIDER = "CUDAExecutionProvider"

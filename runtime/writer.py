@@ -25,7 +25,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from runtime.errors import GenerateError
+from gancli.runtime.errors import GenerateError
 
 FORMATS = ("png", "jpg", "npz")
 FILES_PER_FOLDER = 10_000

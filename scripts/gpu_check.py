@@ -34,11 +34,11 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible to torch; run this on a machine with one")
-    from export.api import export_generator
-    from gan.config import resolve_config
-    from gan.train import train
-    from runtime.generate import generate
-    from runtime.session import GeneratorSession
+    from gancli.export.api import export_generator
+    from gancli.gan.config import resolve_config
+    from gancli.gan.train import train
+    from gancli.runtime.generate import generate
+    from gancli.runtime.session import GeneratorSession
 
     console = Console()
     rows: list[tuple[str, str]] = [("GPU", torch.cuda.get_device_name(0))]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a plain script from a checkout
 
-from gan.classifier import (CLASSIFIER_DIR, ClassifierSpec, MNISTClassifier, build_classifier,  # noqa: E402
+from gancli.gan.classifier import (CLASSIFIER_DIR, ClassifierSpec, MNISTClassifier, build_classifier,  # noqa: E402
                             classifier_outputs, load_mnist_labelled, save_classifier, to_classifier_input)
 
 

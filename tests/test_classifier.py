@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gan import classifier, metrics
-from gan.errors import ArtifactError, EvalError
+from gancli.gan import classifier, metrics
+from gancli.gan.errors import ArtifactError, EvalError
 
 
 @pytest.fixture(scope="module")

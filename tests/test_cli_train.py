@@ -7,7 +7,7 @@ import typer
 from typer.core import TyperOption
 from typer.testing import CliRunner
 
-from cli import app
+from gancli.cli import app
 
 runner = CliRunner()
 

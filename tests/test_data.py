@@ -12,10 +12,10 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from gan import data
-from gan.config import resolve_config
-from gan.data import ImageData, ensure_cats, load_images, load_mnist, resolve_data_root, to_model_range
-from gan.errors import DataError
+from gancli.gan import data
+from gancli.gan.config import resolve_config
+from gancli.gan.data import ImageData, ensure_cats, load_images, load_mnist, resolve_data_root, to_model_range
+from gancli.gan.errors import DataError
 
 
 def cat_files(data_root: Path, n: int) -> list[Path]:
@@ -45,8 +45,8 @@ def test_data_root_prefers_explicit_then_env_then_xdg_cache(monkeypatch, tmp_pat
 # --- MNIST -------------------------------------------------------------------------------------
 
 def test_mnist_loads_the_real_splits(data_root):
-    train = load_mnist(data_root, train=True, download=False)
-    test = load_mnist(data_root, train=False, download=False)
+    train = load_mnist(data_root, train=True, download=False)[0]
+    test = load_mnist(data_root, train=False, download=False)[0]
     assert train.shape == (60_000, 1, 28, 28) and test.shape == (10_000, 1, 28, 28)
     assert train.dtype == torch.uint8
     # Real digits: black background, white strokes, so both ends of the range occur.
@@ -55,7 +55,7 @@ def test_mnist_loads_the_real_splits(data_root):
 
 
 def test_to_model_range_maps_uint8_onto_minus_one_to_one(data_root):
-    batch = load_mnist(data_root, download=False)[:64]
+    batch = load_mnist(data_root, download=False)[0][:64]
     x = to_model_range(batch)
     assert x.dtype == torch.float32 and x.shape == batch.shape
     assert float(x.min()) == -1.0 and float(x.max()) == 1.0
@@ -68,7 +68,7 @@ def test_mnist_limit_and_split_cover_the_first_images(data_root):
     d = load("mnist", data_root, limit=200, val_fraction=0.1, seed=3)
     assert d.train.shape == (180, 1, 28, 28) and d.val.shape == (20, 1, 28, 28)
     assert d.skipped == [] and "mnist" in d.source
-    first = load_mnist(data_root, download=False)[:200]
+    first = load_mnist(data_root, download=False)[0][:200]
     assert image_set(torch.cat([d.train, d.val])) == image_set(first)
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gan.artifact import load_generator
+from gancli.gan.artifact import load_generator
 
 GANCLI = Path(sys.executable).with_name("gancli")
 

@@ -12,17 +12,17 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import cli
-import export.parity
-from export.api import export_generator
-from export.errors import ParityError
-from export.int8 import subpixel_generator
-from export.onnx import export_onnx
-from export.parity import check_parity
-from gan.artifact import GeneratorSpec, load_generator, save_generator
-from gan.errors import ArtifactError
-from gan.networks import build_generator
-from runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli import cli
+from gancli.export import parity
+from gancli.export.api import export_generator
+from gancli.export.errors import ParityError
+from gancli.export.int8 import subpixel_generator
+from gancli.export.onnx import export_onnx
+from gancli.export.parity import check_parity
+from gancli.gan.artifact import GeneratorSpec, load_generator, save_generator
+from gancli.gan.errors import ArtifactError
+from gancli.gan.networks import build_generator
+from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, ModelMetadata
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -234,7 +234,7 @@ def test_int8_graph_runs_in_int8_kernels(exported, artifact):
 
 
 def test_int8_parity_bar_fails_and_keeps_no_file(small_artifact, tmp_path, monkeypatch):
-    monkeypatch.setattr(export.parity, "INT8_P99_LEVELS", -1)  # no graph can be under it
+    monkeypatch.setattr(parity, "INT8_P99_LEVELS", -1)  # no graph can be under it
     with pytest.raises(ParityError, match=r"generator-int8-uint8\.onnx .*99th percentile"):
         export_generator(small_artifact, "onnx", tmp_path / "out", int8=True)
     assert leftovers(small_artifact) == []
@@ -255,15 +255,15 @@ def test_export_onnx_leaves_callers_generator_alone(small_artifact, tmp_path):
 
 @pytest.mark.parametrize("corruption", [1e-3, float("nan")])
 def test_failed_parity_raises_and_keeps_no_file(small_artifact, tmp_path, monkeypatch, corruption):
-    true_reference = export.parity.eager_images
-    monkeypatch.setattr(export.parity, "eager_images", lambda G, z: true_reference(G, z) + corruption)
+    true_reference = parity.eager_images
+    monkeypatch.setattr(parity, "eager_images", lambda G, z: true_reference(G, z) + corruption)
     with pytest.raises(ParityError, match=r"generator\.torchscript\.pt \(torchscript\)"):
         export_generator(small_artifact, "torchscript", tmp_path / "out")
     assert leftovers(small_artifact) == []
 
 
 def test_failed_parity_through_the_cli_is_one_line_and_keeps_no_file(small_artifact, monkeypatch):
-    monkeypatch.setattr(export.parity, "FP32_MAX_ABS_ERROR", -1.0)  # no error can be under it
+    monkeypatch.setattr(parity, "FP32_MAX_ABS_ERROR", -1.0)  # no error can be under it
     result = invoke(small_artifact, "--format", "torchscript")
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "parity failed" in result.output

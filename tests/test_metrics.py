@@ -12,9 +12,9 @@ import torch
 from scipy import linalg
 from scipy.spatial.distance import cdist
 
-from gan import evaluate, metrics
-from gan.classifier import load_mnist_labelled
-from gan.errors import EvalError
+from gancli.gan import evaluate, metrics
+from gancli.gan.classifier import load_mnist_labelled
+from gancli.gan.errors import EvalError
 
 
 def correlated_features(rng: np.random.Generator, n: int, d: int, mixing: np.ndarray) -> np.ndarray:

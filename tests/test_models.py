@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from export.parity import check_parity
-from gan.artifact import load_generator
-from runtime.generate import resolve_model
-from runtime.session import GeneratorSession
+from gancli.export.parity import check_parity
+from gancli.gan.artifact import load_generator
+from gancli.models import models_dir
+from gancli.runtime.generate import resolve_model
+from gancli.runtime.session import GeneratorSession
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODELS_DIR = models_dir()
 SHIPPED = sorted(p.parent.name for p in MODELS_DIR.glob("*/generator.json"))
 
 

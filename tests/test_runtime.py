@@ -23,18 +23,18 @@ from scipy import stats
 from torch import nn
 from typer.testing import CliRunner
 
-import cli
-import runtime.generate
-import runtime.writer
-from export.onnx import export_onnx
-from gan.artifact import GeneratorSpec
-from gan.networks import build_generator
-from runtime.errors import GenerateError
-from runtime.generate import generate, parse_shard, resolve_model, shard_range
-from runtime.latents import latents
-from runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, MetadataError
-from runtime.session import DeviceFallbackWarning, GeneratorSession
-from runtime.writer import NPZ_CHUNK, relpath_for
+from gancli import cli
+from gancli.runtime import generate as runtime_generate
+from gancli.runtime import writer
+from gancli.export.onnx import export_onnx
+from gancli.gan.artifact import GeneratorSpec
+from gancli.gan.networks import build_generator
+from gancli.runtime.errors import GenerateError
+from gancli.runtime.generate import generate, parse_shard, resolve_model, shard_range
+from gancli.runtime.latents import latents
+from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, MetadataError
+from gancli.runtime.session import DeviceFallbackWarning, GeneratorSession
+from gancli.runtime.writer import NPZ_CHUNK, relpath_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LATENT = 8
@@ -129,7 +129,7 @@ def test_bad_shard_spec_is_one_clear_error(text):
 
 
 def test_model_names_resolve_to_the_uint8_serving_graph_first(tmp_path, monkeypatch, models):
-    monkeypatch.setattr(runtime.generate, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(runtime_generate, "MODELS_DIR", tmp_path)
     (tmp_path / "mnist-dcgan").mkdir()
     for name in ("generator.onnx", "generator-uint8.onnx"):
         (tmp_path / "mnist-dcgan" / name).write_bytes(models["dcgan"].read_bytes())
@@ -139,7 +139,7 @@ def test_model_names_resolve_to_the_uint8_serving_graph_first(tmp_path, monkeypa
 
 
 def test_precision_picks_a_names_int8_graph_and_must_match_a_file(tmp_path, monkeypatch, models):
-    monkeypatch.setattr(runtime.generate, "MODELS_DIR", tmp_path)
+    monkeypatch.setattr(runtime_generate, "MODELS_DIR", tmp_path)
     (tmp_path / "cats").mkdir()
     (tmp_path / "cats" / "generator-uint8.onnx").write_bytes(models["dcgan"].read_bytes())
     with pytest.raises(GenerateError, match=r"has no int8 graph \(generator-int8-uint8.onnx\); make one with `gancli export --int8`"):
@@ -262,7 +262,7 @@ def test_interrupted_run_resumes_with_no_duplicate_missing_or_partial_file(tmp_p
 def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models):
     """A real SIGINT to the process group, as a terminal sends it, during the default process layout."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "cli", "generate", "-n", "100000", "--out", str(out), "--model",
+    command = [sys.executable, "-m", "gancli.cli", "generate", "-n", "100000", "--out", str(out), "--model",
                str(models["mlp"]), "--device", "cpu", "--batch-size", "50"]
     proc = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -285,28 +285,28 @@ def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models):
 @pytest.fixture(params=["anonymous-file", "temp-and-rename"])
 def write_path(request, monkeypatch):
     """Both ways a file is made atomic: O_TMPFILE + link where supported, temp name + rename elsewhere."""
-    if request.param == "anonymous-file" and not runtime.writer._anonymous_files.usable:
+    if request.param == "anonymous-file" and not writer._anonymous_files.usable:
         pytest.fail("O_TMPFILE is not usable on this machine's temp folder; the fast write path is untested")
-    monkeypatch.setattr(runtime.writer._anonymous_files, "usable", request.param == "anonymous-file")
+    monkeypatch.setattr(writer._anonymous_files, "usable", request.param == "anonymous-file")
     return request.param
 
 
 def test_atomic_write_makes_replaces_and_leaves_no_temp(tmp_path, write_path):
     path = tmp_path / "a.png"
-    runtime.writer.write_bytes_atomic(path, b"first")
-    runtime.writer.write_bytes_atomic(path, np.frombuffer(b"second", dtype=np.uint8))
+    writer.write_bytes_atomic(path, b"first")
+    writer.write_bytes_atomic(path, np.frombuffer(b"second", dtype=np.uint8))
     assert path.read_bytes() == b"second" and os.listdir(tmp_path) == ["a.png"]
-    assert runtime.writer._anonymous_files.usable == (write_path == "anonymous-file")  # no silent fallback
+    assert writer._anonymous_files.usable == (write_path == "anonymous-file")  # no silent fallback
     assert oct(path.stat().st_mode & 0o777) == oct(0o644 & ~current_umask())
     with pytest.raises(GenerateError, match="cannot write"):
-        runtime.writer.write_bytes_atomic(tmp_path / "missing" / "b.png", b"x")
+        writer.write_bytes_atomic(tmp_path / "missing" / "b.png", b"x")
     (tmp_path / "sub").mkdir()
-    runtime.writer.write_bytes_atomic(tmp_path / "sub" / "c.png", b"c")
+    writer.write_bytes_atomic(tmp_path / "sub" / "c.png", b"c")
     shutil.rmtree(tmp_path / "sub")
     (tmp_path / "sub").mkdir()  # the same folder name, made again: a new folder
-    runtime.writer.write_bytes_atomic(tmp_path / "sub" / "d.png", b"d")
+    writer.write_bytes_atomic(tmp_path / "sub" / "d.png", b"d")
     assert os.listdir(tmp_path / "sub") == ["d.png"]
-    assert runtime.writer._anonymous_files.usable == (write_path == "anonymous-file")
+    assert writer._anonymous_files.usable == (write_path == "anonymous-file")
 
 
 def current_umask() -> int:
@@ -316,7 +316,7 @@ def current_umask() -> int:
 
 
 def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monkeypatch, write_path):
-    real_write_all = runtime.writer._write_all
+    real_write_all = writer._write_all
     calls = {"n": 0}
 
     def fill_up(fd: int, data: memoryview) -> None:
@@ -326,14 +326,14 @@ def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write_all(fd, data)
 
-    monkeypatch.setattr(runtime.writer, "_write_all", fill_up)
+    monkeypatch.setattr(writer, "_write_all", fill_up)
     out = tmp_path / "out"
     with pytest.raises(GenerateError, match=r"^disk full while writing .*000000010\.png; free some space") as e:
         generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1)
     assert "\n" not in str(e.value)
     assert len(files_of(out)) == 10 and not leftovers(out)
     assert manifest_indices(out / "manifest.jsonl") == list(range(8))  # finished batches; files 8, 9 are found next run
-    monkeypatch.setattr(runtime.writer, "_write_all", real_write_all)
+    monkeypatch.setattr(writer, "_write_all", real_write_all)
     assert generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1).made == 20
     assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(30))
 
@@ -440,12 +440,12 @@ def test_cli_bad_input_is_one_red_line_and_exit_1(tmp_path, models, args, messag
 def test_runtime_and_gancli_generate_load_no_torch(tmp_path, models):
     probe = f"""
 import sys
-import runtime, runtime.generate, runtime.session, runtime.writer, runtime.latents
+import gancli, gancli.runtime, gancli.runtime.generate, gancli.runtime.session, gancli.runtime.writer, gancli.runtime.latents
 from typer.testing import CliRunner
-from cli import app
+from gancli.cli import app
 result = CliRunner().invoke(app, ["generate", "-n", "3", "--out", {str(tmp_path / 'o')!r}, "--model", {str(models['mlp'])!r}, "--device", "cpu"])
 assert result.exit_code == 0, result.output
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision") or m.startswith(("gan.", "export."))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision") or m.startswith(("gancli.gan.", "gancli.export."))
                and not m.endswith(".errors"))
 print(heavy)
 """

@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import app
-from export.onnx import export_onnx
-from gan.artifact import GeneratorSpec
-from gan.networks import build_generator
-from runtime.metadata import OUTPUT_UINT8_NHWC
+from gancli.cli import app
+from gancli.export.onnx import export_onnx
+from gancli.gan.artifact import GeneratorSpec
+from gancli.gan.networks import build_generator
+from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 
 GANCLI = Path(sys.executable).with_name("gancli")
 N = 90

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan.artifact import load_generator
-from gan.config import resolve_config
-from gan.errors import ConfigError, TrainingDiverged
-from gan.train import CHECKPOINT_NAME, Trainer, load_run_config, train
+from gancli.gan.artifact import load_generator
+from gancli.gan.config import resolve_config
+from gancli.gan.errors import ConfigError, TrainingDiverged
+from gancli.gan.train import CHECKPOINT_NAME, Trainer, load_run_config, train
 
 RUN_FILES = ["config.json", "log.txt", "metrics.csv", "loss.png", "checkpoint.pt",
              "generator.safetensors", "generator.json", "samples/epoch001.png"]
