@@ -25,6 +25,7 @@ lowest ratio of any of the 10,000 real test images is about 0.2 and the median a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -413,6 +414,39 @@ def evaluate(generated: np.ndarray, untrained: np.ndarray, dataset: str, data_ro
     real = load_real_data(dataset, data_root, generated.shape[1:], seed, download)
     networks, notes = feature_networks(dataset, inception_weights, select_device(device))
     return evaluate_images(generated, untrained, real, networks, notes, seed=seed, log=log)
+
+
+def model_width(model_path: str | Path) -> int:
+    """The dcgan width from generator.json beside an exported model (64, the default, when there is none), so that
+    the untrained generator of the ceiling has the size of the model scored."""
+    spec = Path(model_path).parent / "generator.json"
+    return json.loads(spec.read_text()).get("width", 64) if spec.is_file() else 64
+
+
+def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: int = 0,
+                   data_root: str | Path | None = None, inception_weights: str | Path | None = None,
+                   device: str = "auto", precision: str | None = None, log: Log | None = None) -> dict:
+    """Score images [0, n) of `seed` from `model` (a shipped model name, a model folder or an exported .onnx file)
+    against the real `dataset` ("mnist", "cats" or a folder): what `gancli eval` does, as a dict ready for JSON.
+
+    The images are made through the runtime, exactly as `gancli generate` makes them; the ceiling is an untrained
+    generator of the model's architecture and width. The result is `evaluate`'s dict plus a "model" entry (path,
+    weights hash, architecture, data set, precision, seed). Bad input raises a GancliError subclass (EvalError,
+    DataError, GenerateError).
+    """
+    from gancli.runtime.generate import generate_array, resolve_model
+
+    if n < 2:
+        raise EvalError(f"-n {n} is too few to score; pass at least 2 (10,000 is the usual)")
+    path = resolve_model(model, precision)
+    generated, meta = generate_array(path, n, seed=seed, device=device, precision=precision)
+    untrained = untrained_generator_images(meta.arch, meta.latent_dim, meta.channels, meta.img_size, n,
+                                           width=model_width(path))
+    result = evaluate(generated, untrained, dataset, data_root=str(data_root) if data_root is not None else None,
+                      inception_weights=inception_weights, device=device, seed=seed, log=log)
+    result["model"] = {"path": str(path), "weights_sha256": meta.weights_sha256, "arch": meta.arch,
+                       "dataset": meta.dataset, "precision": meta.precision, "seed": seed}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------
