@@ -23,7 +23,7 @@ from gancli.export.parity import ParityReport, ParityResult, check_parity
 from gancli.export.torchscript import export_torchscript
 from gancli.export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
 from gancli.gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
-from gancli.gan.io import write_text_atomic
+from gancli.runtime.files import write_text_atomic
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
 
 FORMATS = ("onnx", "torchscript", "all")

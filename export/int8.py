@@ -33,7 +33,7 @@ from gancli.export.errors import ExportError
 from gancli.export.onnx import DEFAULT_OPSET, export_onnx, set_metadata
 from gancli.export.wrapper import PRECISION_INT8
 from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.io import atomic_path
+from gancli.runtime.files import atomic_path
 from gancli.runtime.latents import latents
 from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 

@@ -10,7 +10,7 @@ from torch import nn
 from gancli.export.errors import ExportError
 from gancli.export.wrapper import build_metadata, example_z, export_wrapper
 from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.io import atomic_path
+from gancli.runtime.files import atomic_path
 from gancli.runtime.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, ModelMetadata
 
 DEFAULT_OPSET = 20

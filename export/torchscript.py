@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.io import atomic_path
+from gancli.runtime.files import atomic_path
 from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, ModelMetadata
 from gancli.export.wrapper import build_metadata, example_z, export_wrapper
 

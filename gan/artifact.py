@@ -5,7 +5,6 @@ JSON instead of guessing flags (diffusers' config.json beside the weights; nanoG
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -17,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gancli.gan.errors import ArtifactError
-from gancli.gan.io import atomic_path, write_text_atomic
 from gancli.gan.networks import build_generator
+from gancli.runtime.files import atomic_path, sha256_file, write_text_atomic
 
 WEIGHTS_NAME = "generator.safetensors"
 SPEC_NAME = "generator.json"
@@ -80,14 +79,6 @@ class GeneratorSpec:
 
 def build_from_spec(spec: GeneratorSpec) -> nn.Module:
     return build_generator(spec.arch, spec.latent_dim, spec.channels, spec.img_size, spec.width, spec.g_dropout)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_generator(G: nn.Module, spec: GeneratorSpec, out_dir: str | Path) -> Path:

@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from gancli.gan.artifact import load_state_strict, load_verified_state, sha256_file
+from gancli.gan.artifact import load_state_strict, load_verified_state
 from gancli.gan.errors import ArtifactError, DataError, EvalError
-from gancli.gan.io import atomic_path, write_text_atomic
 from gancli.models import models_dir
+from gancli.runtime.files import atomic_path, sha256_file, write_text_atomic
 
 CLASSIFIER_DIR = models_dir() / "mnist-classifier"
 WEIGHTS_NAME = "classifier.safetensors"

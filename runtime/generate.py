@@ -16,7 +16,6 @@ In every layout at most a few batches per worker are in flight, so memory stays 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -36,6 +35,7 @@ import numpy as np
 
 from gancli.models import models_dir
 from gancli.runtime.errors import GenerateError
+from gancli.runtime.files import sha256_file
 from gancli.runtime.latents import MAX_SEED, latents
 from gancli.runtime.metadata import ModelMetadata
 from gancli.runtime.session import GeneratorSession, resolve_device
@@ -136,14 +136,6 @@ def shard_range(n: int, shard: tuple[int, int], fmt: str) -> tuple[int, int]:
     unit = NPZ_CHUNK if fmt == "npz" else 1
     units = -(-n // unit)
     return min(n, k * units // m * unit), min(n, (k + 1) * units // m * unit)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_or_write_header(out_dir: Path, header: dict) -> None:

@@ -7,7 +7,8 @@ and shard of one set agrees on names:
            arrays `images` uint8 [n, H, W, C] and `indices` int64 [n]
 Every file appears under its final name only once complete: an unnamed O_TMPFILE linked into place
 where the file system supports it, else a dot-prefixed temp name beside it, then renamed (atomic on
-POSIX), so a reader, a resume or a Ctrl-C never sees half a file.
+POSIX), so a reader, a resume or a Ctrl-C never sees half a file (runtime/files.py; here its OSErrors
+become one-line GenerateErrors).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
+from gancli.runtime import files
 from gancli.runtime.errors import GenerateError
 
 FORMATS = ("png", "jpg", "npz")
@@ -34,7 +36,8 @@ INDEX_DIGITS = 9
 JPEG_QUALITY = 95
 HEADER_NAME = "generate.json"
 _IMAGE_NAME = re.compile(r"^(\d{9})\.(png|jpg|npz)$")
-_TEMP_NAME = re.compile(r"^\.(\d{9})\.(png|jpg|npz)\.tmp-\d+$")
+# runtime.files' temp names, `.000000042.tmp-PID.png`, and the `.000000042.png.tmp-PID` of earlier versions
+_TEMP_NAME = re.compile(r"^\.(\d{9})(?:\.tmp-\d+\.(png|jpg|npz)|\.(png|jpg|npz)\.tmp-\d+)$")
 # OpenCV's default PNG settings were the fastest measured (2.5k/s vs 1.3k/s at level 1, 64x64 RGB)
 _ENCODE_PARAMS = {"png": [], "jpg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]}
 
@@ -50,20 +53,6 @@ def chunk_start(index: int) -> int:
     return index - index % NPZ_CHUNK
 
 
-def temp_path(path: str | Path) -> str:
-    """Beside the final file (so the rename stays on one file system), dot-prefixed, per process.
-
-    Plain strings, not pathlib, on the per-file path: pathlib cost ~15 µs per image, 10 % of a file.
-    """
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 def write_error(path: str | Path, e: OSError) -> GenerateError:
     if e.errno == errno.ENOSPC:
         return GenerateError(f"disk full while writing {path}; free some space and run the same command again to resume")
@@ -72,102 +61,31 @@ def write_error(path: str | Path, e: OSError) -> GenerateError:
     return GenerateError(f"cannot write {path} ({e.strerror or e}); check the --out folder and run again to resume")
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data):]
-
-
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
-    """A binary file object on a temp name, renamed to `path` on success; removed on any failure
-    (OSError becomes a one-line GenerateError; KeyboardInterrupt passes through, temp removed)."""
-    tmp = temp_path(path)
+    """runtime.files.atomic_file with an OSError turned into a one-line GenerateError (the temp file is
+    removed on any failure; KeyboardInterrupt passes through)."""
     try:
-        with open(tmp, "wb") as f:
+        with files.atomic_file(path) as f:
             yield f
-        os.replace(tmp, path)
-    except BaseException as e:
-        _remove(tmp)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from e
-        raise
+    except OSError as e:
+        raise write_error(path, e) from e
 
 
 def write_bytes_atomic(path: str | Path, data: bytes | np.ndarray) -> None:
-    """Write `data` so that `path` appears complete or not at all (the per-image fast path: no file object).
-
-    Where the file system allows it, the bytes go into an unnamed O_TMPFILE in the target folder that
-    is then linked under its name: one metadata operation instead of create + rename (1.2x less
-    CPU per small PNG), and a killed process leaves nothing behind. Elsewhere: temp name + rename.
-    """
-    if _anonymous_files.usable:
-        folder, name = os.path.split(path)
-        try:
-            folder_fd = os.open(folder or ".", os.O_PATH | os.O_DIRECTORY)
-        except OSError as e:
-            raise write_error(path, e) from e
-        try:
-            if _write_anonymous(folder_fd, name, data):
-                return
-        except OSError as e:
-            raise write_error(path, e) from e
-        finally:
-            os.close(folder_fd)
-    write_bytes_renamed(path, data)
-
-
-class _anonymous_files:
-    # Linux with /proc; switched off for good on the first file system without O_TMPFILE
-    usable = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
-
-
-# What opening an O_TMPFILE fails with on a file system without it, and what linking it fails with
-# where hard links are restricted.
-_NO_TMPFILE_OPEN = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
-_NO_TMPFILE_LINK = {errno.EXDEV, errno.EPERM}
-
-
-def _write_anonymous(folder_fd: int, name: str, data: bytes | np.ndarray) -> bool:
-    """O_TMPFILE in the folder, filled, then linked as `name`. False: this way is not possible here."""
+    """runtime.files.write_bytes_atomic (O_TMPFILE + link, else temp + rename), an OSError as a GenerateError."""
     try:
-        fd = os.open(".", os.O_WRONLY | os.O_TMPFILE, 0o644, dir_fd=folder_fd)
+        files.write_bytes_atomic(path, data)
     except OSError as e:
-        if e.errno not in _NO_TMPFILE_OPEN:
-            raise
-        _anonymous_files.usable = False
-        return False
-    try:
-        _write_all(fd, memoryview(data).cast("B"))
-        # a dir fd makes this linkat(..., AT_SYMLINK_FOLLOW); plain link() would try to hard-link the
-        # /proc symlink itself and fail with EXDEV
-        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder_fd)
-        return True
-    except FileExistsError:
-        return False  # an earlier copy of this image: replaced the portable way
-    except OSError as e:
-        if e.errno not in _NO_TMPFILE_LINK:
-            raise
-        _anonymous_files.usable = False
-        return False
-    finally:
-        os.close(fd)
+        raise write_error(path, e) from e
 
 
 def write_bytes_renamed(path: str | Path, data: bytes | np.ndarray) -> None:
-    """Write `data` to a temp name beside `path`, then rename it (atomic on POSIX)."""
-    tmp = temp_path(path)
+    """runtime.files.write_bytes_renamed (temp + rename), an OSError as a GenerateError."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, memoryview(data).cast("B"))
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as e:  # OSError, and KeyboardInterrupt in the middle of a write
-        _remove(tmp)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from e
-        raise
+        files.write_bytes_renamed(path, data)
+    except OSError as e:
+        raise write_error(path, e) from e
 
 
 def encode(image: np.ndarray, fmt: str) -> np.ndarray:
@@ -279,7 +197,7 @@ def remove_stale_temps(out_dir: Path, start: int, stop: int) -> int:
             match = _TEMP_NAME.match(entry.name)
             if not match:
                 continue
-            lo, hi = _span(int(match.group(1)), match.group(2))
+            lo, hi = _span(int(match.group(1)), match.group(2) or match.group(3))
             if lo < stop and hi > start:
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from gancli import cli
 from gancli.runtime import generate as runtime_generate
-from gancli.runtime import writer
+from gancli.runtime import files, writer
 from gancli.export.onnx import export_onnx
 from gancli.gan.artifact import GeneratorSpec
 from gancli.gan.networks import build_generator
@@ -245,7 +245,8 @@ def test_interrupted_run_resumes_with_no_duplicate_missing_or_partial_file(tmp_p
     assert manifest_indices(out / "manifest.jsonl") == list(range(3 * batch))
 
     # a kill could also leave a temp file and a half-written manifest line: both are repaired
-    (out / "00000" / ".000000020.png.tmp-99999").write_bytes(b"partial")
+    (out / "00000" / ".000000020.tmp-99999.png").write_bytes(b"partial")
+    (out / "00000" / ".000000021.png.tmp-99999").write_bytes(b"partial")  # the temp name of earlier versions
     with open(out / "manifest.jsonl", "a") as f:
         f.write('{"index": 12, "se')
     result = generate(n, out, models["dcgan"], batch_size=7, device="cpu", workers=1)
@@ -285,9 +286,9 @@ def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models):
 @pytest.fixture(params=["anonymous-file", "temp-and-rename"])
 def write_path(request, monkeypatch):
     """Both ways a file is made atomic: O_TMPFILE + link where supported, temp name + rename elsewhere."""
-    if request.param == "anonymous-file" and not writer._anonymous_files.usable:
+    if request.param == "anonymous-file" and not files._anonymous_files.usable:
         pytest.fail("O_TMPFILE is not usable on this machine's temp folder; the fast write path is untested")
-    monkeypatch.setattr(writer._anonymous_files, "usable", request.param == "anonymous-file")
+    monkeypatch.setattr(files._anonymous_files, "usable", request.param == "anonymous-file")
     return request.param
 
 
@@ -296,7 +297,7 @@ def test_atomic_write_makes_replaces_and_leaves_no_temp(tmp_path, write_path):
     writer.write_bytes_atomic(path, b"first")
     writer.write_bytes_atomic(path, np.frombuffer(b"second", dtype=np.uint8))
     assert path.read_bytes() == b"second" and os.listdir(tmp_path) == ["a.png"]
-    assert writer._anonymous_files.usable == (write_path == "anonymous-file")  # no silent fallback
+    assert files._anonymous_files.usable == (write_path == "anonymous-file")  # no silent fallback
     assert oct(path.stat().st_mode & 0o777) == oct(0o644 & ~current_umask())
     with pytest.raises(GenerateError, match="cannot write"):
         writer.write_bytes_atomic(tmp_path / "missing" / "b.png", b"x")
@@ -306,7 +307,7 @@ def test_atomic_write_makes_replaces_and_leaves_no_temp(tmp_path, write_path):
     (tmp_path / "sub").mkdir()  # the same folder name, made again: a new folder
     writer.write_bytes_atomic(tmp_path / "sub" / "d.png", b"d")
     assert os.listdir(tmp_path / "sub") == ["d.png"]
-    assert writer._anonymous_files.usable == (write_path == "anonymous-file")
+    assert files._anonymous_files.usable == (write_path == "anonymous-file")
 
 
 def current_umask() -> int:
@@ -316,7 +317,7 @@ def current_umask() -> int:
 
 
 def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monkeypatch, write_path):
-    real_write_all = writer._write_all
+    real_write_all = files._write_all
     calls = {"n": 0}
 
     def fill_up(fd: int, data: memoryview) -> None:
@@ -326,14 +327,14 @@ def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write_all(fd, data)
 
-    monkeypatch.setattr(writer, "_write_all", fill_up)
+    monkeypatch.setattr(files, "_write_all", fill_up)
     out = tmp_path / "out"
     with pytest.raises(GenerateError, match=r"^disk full while writing .*000000010\.png; free some space") as e:
         generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1)
     assert "\n" not in str(e.value)
     assert len(files_of(out)) == 10 and not leftovers(out)
     assert manifest_indices(out / "manifest.jsonl") == list(range(8))  # finished batches; files 8, 9 are found next run
-    monkeypatch.setattr(writer, "_write_all", real_write_all)
+    monkeypatch.setattr(files, "_write_all", real_write_all)
     assert generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1).made == 20
     assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(30))
 

@@ -1,0 +1,150 @@
+"""Atomic file writes and file hashes: the one home of both for the whole package.
+
+Torch-free and free of gancli's error types (failures are plain OSError), so that gan/ and export/
+may import it as well as runtime/ (runtime must never import gan). A reader sees the old file or
+the new one, never half of one: the bytes go to a temp file in the target's folder (so the rename
+stays on one file system, atomic on POSIX) that is then renamed, or, where the file system allows
+it, into an unnamed O_TMPFILE that is linked under its name.
+
+Temp names are `.STEM.tmp-PID.SUFFIX`: dot-prefixed, per process, and with the target's suffix so
+writers that pick a format by extension (PIL, matplotlib, save_image) still work.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+FILE_MODE = 0o644  # files are meant to be shared (safetensors alone would make them 0600)
+TEMP_MARK = ".tmp-"
+
+
+def temp_path(path: str | os.PathLike) -> str:
+    """The temp name beside `path`: `.STEM.tmp-PID.SUFFIX`.
+
+    Plain strings, not pathlib: this is on the per-image path, where pathlib cost ~15 µs a file.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    stem, suffix = os.path.splitext(name)
+    return os.path.join(folder, f".{stem}{TEMP_MARK}{os.getpid()}{suffix}")
+
+
+def remove_quietly(path: str | os.PathLike) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path` for any writer to fill; on success make it mode 0644 and rename it
+    over `path`, on any failure (KeyboardInterrupt too) delete it."""
+    tmp = Path(temp_path(path))
+    try:
+        yield tmp
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        remove_quietly(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file object on a temp name, renamed to `path` once closed without error."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes | np.ndarray) -> None:
+    """Write `data` so that `path` appears complete or not at all (the per-image fast path: no file object).
+
+    Where the file system allows it, the bytes go into an unnamed O_TMPFILE in the target folder that
+    is then linked under its name: one metadata operation instead of create + rename (1.2x less CPU
+    per small PNG, see benchmarks/bench_file_writes.py), and a killed process leaves nothing behind.
+    Elsewhere: temp name + rename.
+    """
+    if _anonymous_files.usable:
+        folder, name = os.path.split(os.fspath(path))
+        folder_fd = os.open(folder or ".", os.O_PATH | os.O_DIRECTORY)
+        try:
+            if _write_anonymous(folder_fd, name, data):
+                return
+        finally:
+            os.close(folder_fd)
+    write_bytes_renamed(path, data)
+
+
+class _anonymous_files:
+    # Linux with /proc; switched off for good on the first file system without O_TMPFILE
+    usable = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
+
+# What opening an O_TMPFILE fails with on a file system without it, and what linking it fails with
+# where hard links are restricted.
+_NO_TMPFILE_OPEN = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+_NO_TMPFILE_LINK = {errno.EXDEV, errno.EPERM}
+
+
+def _write_anonymous(folder_fd: int, name: str, data: bytes | np.ndarray) -> bool:
+    """O_TMPFILE in the folder, filled, then linked as `name`. False: this way is not possible here."""
+    try:
+        fd = os.open(".", os.O_WRONLY | os.O_TMPFILE, FILE_MODE, dir_fd=folder_fd)
+    except OSError as e:
+        if e.errno not in _NO_TMPFILE_OPEN:
+            raise
+        _anonymous_files.usable = False
+        return False
+    try:
+        _write_all(fd, memoryview(data).cast("B"))
+        # a dir fd makes this linkat(..., AT_SYMLINK_FOLLOW); plain link() would try to hard-link the
+        # /proc symlink itself and fail with EXDEV
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder_fd)
+        return True
+    except FileExistsError:
+        return False  # an earlier copy of this file: replaced the portable way
+    except OSError as e:
+        if e.errno not in _NO_TMPFILE_LINK:
+            raise
+        _anonymous_files.usable = False
+        return False
+    finally:
+        os.close(fd)
+
+
+def write_bytes_renamed(path: str | os.PathLike, data: bytes | np.ndarray) -> None:
+    """Write `data` to a temp name beside `path`, then rename it (atomic on POSIX)."""
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            _write_all(fd, memoryview(data).cast("B"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:  # OSError, and KeyboardInterrupt in the middle of a write
+        remove_quietly(tmp)
+        raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
