@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail, InvalidGraph as OrtInvalidGraph
 import torch
 from torch import nn
 
@@ -25,6 +24,8 @@ from gancli.export.onnx import read_metadata as read_onnx_metadata
 from gancli.export.torchscript import load_torchscript
 from gancli.export.wrapper import PRECISION_FP16, PRECISION_INT8
 from gancli.runtime.metadata import INPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.pixels import to_levels
+from gancli.runtime.session import open_session
 
 BATCH_SIZES = (1, 7, 256)
 SEEDS = (0, 1, 2)
@@ -169,13 +170,9 @@ def file_checks(path: Path, providers: Sequence[str]) -> list[Check]:
 
 
 def onnx_runner(path: Path, provider: str) -> Runner:
-    try:
-        session = ort.InferenceSession(str(path), providers=[(provider, PROVIDER_OPTIONS.get(provider, {}))])
-    except (OrtFail, OrtInvalidGraph) as e:
-        # e.g. an opset newer than this onnxruntime supports; its message ends with the reason
-        reason = str(e).strip().splitlines()[-1].rsplit(". ", 1)[-1][:200]
-        raise ExportError(f"onnxruntime {ort.__version__} cannot load {path.name} ({reason}); "
-                          f"export with the default --opset") from e
+    # e.g. an opset newer than this onnxruntime supports
+    session = open_session(path, [(provider, PROVIDER_OPTIONS.get(provider, {}))], error=ExportError,
+                           fix="export with the default --opset")
     if session.get_providers()[0] != provider:
         # onnxruntime falls back to the CPU silently; a result labelled CUDA must have run there.
         raise ExportError(f"onnxruntime could not start {provider} for {path.name}; check the CUDA and cuDNN libraries")
@@ -199,17 +196,11 @@ def eager_images(G: nn.Module, z: np.ndarray) -> np.ndarray:
         return G(torch.from_numpy(z)).numpy()
 
 
-def quantize_uint8_nhwc(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Eager's float NCHW output quantised the way the uint8 graph does it, as NHWC levels."""
-    low, high = value_range
-    levels = np.clip(np.round((images - low) * (255.0 / (high - low))), 0, 255)
-    return levels.transpose(0, 2, 3, 1)
-
-
 def pixel_errors(output: np.ndarray, reference: np.ndarray, meta: ModelMetadata) -> np.ndarray:
     """|output - eager| per value: absolute for float outputs, in levels for uint8 ones."""
     if meta.output_kind == OUTPUT_UINT8_NHWC:
-        reference = quantize_uint8_nhwc(reference, meta.value_range)
+        # eager's output quantised as the uint8 graph quantises it, as NHWC levels (float: a NaN stays NaN)
+        reference = to_levels(reference, meta.value_range).transpose(0, 2, 3, 1)
         output = output.astype(np.float64)
     if output.shape != reference.shape:
         raise ParityError(f"output shape {output.shape} differs from eager's {reference.shape}; re-export the model")

@@ -13,6 +13,7 @@ from torch import nn
 
 from gancli.gan.artifact import GeneratorSpec, gancli_version
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.pixels import to_levels
 from gancli.export.errors import ExportError
 
 PRECISION_FP32 = "fp32"
@@ -33,15 +34,13 @@ class ExportWrapper(nn.Module):
             self.G.half()
         self.fp16 = fp16
         self.output_kind = output_kind
-        low, high = spec.value_range
-        self.low = float(low)
-        self.scale = 255.0 / (float(high) - float(low))
+        self.value_range = (float(spec.value_range[0]), float(spec.value_range[1]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.G(z.half() if self.fp16 else z).float()
         if self.output_kind == OUTPUT_UINT8_NHWC:
-            # value_range -> [0, 255], then clamp before round so the cast never wraps around.
-            x = ((x - self.low) * self.scale).clamp(0.0, 255.0).round().to(torch.uint8)
+            # the package's one rounding rule (runtime/pixels.py), traced into the graph
+            x = to_levels(x, self.value_range).to(torch.uint8)
             x = x.permute(0, 2, 3, 1)  # NCHW -> NHWC, the layout PIL and OpenCV encode
         return x
 

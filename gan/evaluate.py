@@ -41,6 +41,7 @@ from gancli.gan.classifier import check_mnist_images, classifier_outputs, load_c
 from gancli.gan.distributed import select_device
 from gancli.gan.errors import DataError, EvalError
 from gancli.gan.networks import build_generator, dcgan_init_
+from gancli.runtime.pixels import to_uint8_nhwc  # noqa: F401  (also imported from here by gan/quality.py)
 
 INCEPTION_NETWORK_NAME = "inception-v3-fid"
 INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -96,7 +97,7 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
     if height != width:
         raise EvalError(f"the generated images are {height}x{width}; eval compares square images only")
     folder = data.ensure_cats(root, download) if dataset == "cats" else data.existing_folder(dataset)
-    images, _ = data.decode_folder(folder, height, channels, limit=None)
+    images = data.decode_folder(folder, height, channels, limit=None)[0]
     images = nhwc(images)
     if len(images) < 10:
         raise DataError(f"{folder} holds {len(images)} usable images; eval needs at least 10")
@@ -111,13 +112,6 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
 # ---------------------------------------------------------------------------------------------------------------
 # Untrained generator (the ceiling)
 # ---------------------------------------------------------------------------------------------------------------
-
-def to_uint8_nhwc(images: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """G's float [N, C, H, W] in value_range -> uint8 [N, H, W, C], rounded the way an image encoder would."""
-    low, high = value_range
-    x = ((images.detach().float().cpu() - low) / (high - low)).clamp(0, 1)
-    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
 
 @torch.no_grad()
 def untrained_generator_images(arch: str, latent_dim: int, channels: int, img_size: int, num_images: int,

@@ -10,7 +10,7 @@ import contextlib
 import io
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.metadata import INPUT_NAME, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.pixels import to_uint8_nhwc
 
 DEVICES = ("auto", "cuda", "cpu")
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -28,6 +29,25 @@ ORT_LOAD_ERRORS = (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.Inval
                    ort_errors.InvalidArgument, ort_errors.NotImplemented, ort_errors.RuntimeException)
 _ORT_FATAL_ONLY = 4
 _ORT_WARNING = 2  # onnxruntime's default logger severity
+
+
+def open_session(path: str | Path, providers: Sequence[str | tuple[str, dict]],
+                 options: ort.SessionOptions | None = None, *, error: type[Exception] = GenerateError,
+                 fix: str = "re-export it with `gancli export`") -> ort.InferenceSession:
+    """The one place gancli creates an onnxruntime session: a file onnxruntime cannot load raises `error`
+    (GenerateError here; export passes its ExportError) in one line naming the file, the reason and `fix`."""
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except ORT_LOAD_ERRORS as e:
+        raise error(f"{path} is not a loadable ONNX model for onnxruntime {ort.__version__} "
+                    f"({load_error_reason(e)}); {fix}") from e
+
+
+def load_error_reason(e: Exception) -> str:
+    """onnxruntime's reason in a few words: the last sentence of its message (an opset newer than this
+    onnxruntime supports, a file that is not a protobuf, ...), at most 200 characters."""
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[-1].rsplit(". ", 1)[-1][:200] if lines else type(e).__name__
 
 
 class DeviceFallbackWarning(UserWarning):
@@ -117,11 +137,7 @@ class GeneratorSession:
         return session
 
     def _create(self, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
-        try:
-            return ort.InferenceSession(str(self.path), options, providers=providers)
-        except ORT_LOAD_ERRORS as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise GenerateError(f"{self.path} is not a loadable ONNX model ({first}); re-export it with `gancli export`") from e
+        return open_session(self.path, providers, options)
 
     def _read_metadata(self) -> ModelMetadata:
         props = self.session.get_modelmeta().custom_metadata_map
@@ -156,12 +172,4 @@ class GeneratorSession:
         if self.metadata.output_kind == OUTPUT_UINT8_NHWC:
             return out
         assert self.metadata.output_kind == OUTPUT_FLOAT_NCHW
-        return float_nchw_to_uint8_nhwc(out, self.metadata.value_range)
-
-
-def float_nchw_to_uint8_nhwc(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """[B, C, H, W] floats in value_range -> [B, H, W, C] uint8, rounded as torchvision's save_image does."""
-    low, high = value_range
-    scaled = (x - low) * (255.0 / (high - low)) + 0.5
-    np.clip(scaled, 0.0, 255.0, out=scaled)
-    return scaled.astype(np.uint8).transpose(0, 2, 3, 1)
+        return to_uint8_nhwc(out, self.metadata.value_range)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from gancli import cli
 from gancli.runtime import generate as runtime_generate
-from gancli.runtime import files, writer
+from gancli.runtime import files, pixels, writer
 from gancli.export.onnx import export_onnx
 from gancli.gan.artifact import GeneratorSpec
 from gancli.gan.networks import build_generator
@@ -183,12 +183,21 @@ def test_worker_processes_make_the_same_bytes(tmp_path, models):
     assert sorted(manifest_indices(tmp_path / "procs" / "manifest.jsonl")) == list(range(40))
 
 
-def test_float_graph_matches_the_eager_generator_rounding(models):
+def test_float_graph_images_are_the_uint8_graphs_bytes(models, tmp_path):
     session = GeneratorSession(models["mlp"], device="cpu")
-    z = latents(0, np.arange(4), LATENT)
+    z = latents(0, np.arange(64), LATENT)
     raw = session.run_raw(z)  # float [B, 1, 28, 28] in [-1, 1]
-    expected = (np.clip((raw + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    expected = np.clip(np.round((raw + 1) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     assert np.array_equal(session.images(z), expected)
+    # the same generator exported as the uint8 serving graph quantises inside the graph, by the same rule
+    served = GeneratorSession(export_tiny(tmp_path / "mlp-uint8.onnx", "mlp", 1, 28, OUTPUT_UINT8_NHWC), device="cpu")
+    assert np.array_equal(session.images(z), served.images(z))
+
+
+def test_pixels_round_half_to_even_and_clamp():
+    x = np.array([[[[-3.0, 0.5, 1.5, 2.5, 254.5, 300.0]]]], dtype=np.float32)  # [1, 1, 1, 6] in [0, 255]
+    assert pixels.to_uint8_nhwc(x, (0.0, 255.0)).ravel().tolist() == [0, 0, 2, 2, 254, 255]
+    assert pixels.to_uint8_nhwc(torch.from_numpy(x), (0.0, 255.0)).ravel().tolist() == [0, 0, 2, 2, 254, 255]
 
 
 def test_grey_png_stays_one_channel_and_jpg_decodes(tmp_path, models):
