@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from gancli.gan.artifact import load_state_strict, load_verified_state
-from gancli.gan.errors import ArtifactError, DataError, EvalError
+from gancli.gan.errors import ArtifactError, EvalError
 from gancli.models import models_dir
 from gancli.runtime.files import atomic_path, sha256_file, write_text_atomic
 
@@ -128,19 +128,6 @@ def load_classifier(path: str | Path | None = None,
     model = build_classifier(spec)
     load_state_strict(model, state, SPEC_NAME, WEIGHTS_NAME)
     return model.to(device).eval(), spec
-
-
-def load_mnist_labelled(data_root: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Real MNIST with its labels from `data_root`/mnist (never downloaded): uint8 [N, 28, 28, 1], int64 [N]."""
-    from torchvision.datasets import MNIST
-
-    folder = Path(data_root) / "mnist"
-    try:
-        ds = MNIST(str(folder), train=train, download=False)
-    except RuntimeError as e:  # torchvision: "Dataset not found"
-        raise DataError(f"MNIST not found in {folder}; pass a data root that has mnist/MNIST/raw/ "
-                        f"(`gancli train --dataset mnist` downloads it there when online)") from e
-    return ds.data.numpy()[..., None], ds.targets.numpy().astype(np.int64)
 
 
 def check_mnist_images(images: np.ndarray, name: str = "images") -> None:

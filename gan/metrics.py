@@ -1,6 +1,6 @@
 """Sample-quality statistics on features and class probabilities: FD, KID, IS, class shares, nearest neighbours.
 
-Plain numpy on arrays, whatever network produced them; `gan.evaluate` feeds them Inception or MNIST
+Plain numpy on arrays, whatever network produced them; gan/scoring.py feeds them Inception or MNIST
 classifier features. Numbers from different feature networks are never comparable.
 
 - FD (Heusel et al., 2017): Fréchet distance between Gaussians fitted to two feature sets, computed by

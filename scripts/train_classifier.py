@@ -1,15 +1,14 @@
 """Train the MNIST classifier that `gancli eval` ships in models/mnist-classifier/.
 
-    .venv/bin/python scripts/train_classifier.py --data-root ../shared/datasets
+    python scripts/train_classifier.py --data-root DATA_ROOT    # a data root holding mnist/MNIST/raw
 
-Seeded, CPU-friendly (a few minutes on 2 cores); writes classifier.safetensors + classifier.json atomically,
+Seeded, CPU-friendly (a few minutes on a 2-core CPU); writes classifier.safetensors + classifier.json atomically,
 with the test accuracy on the 10,000 MNIST test images and the training time in the JSON.
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -17,17 +16,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run as a plain script from a checkout
-
-from gancli.gan.classifier import (CLASSIFIER_DIR, ClassifierSpec, MNISTClassifier, build_classifier,  # noqa: E402
-                            classifier_outputs, load_mnist_labelled, save_classifier, to_classifier_input)
+from gancli.gan.classifier import (CLASSIFIER_DIR, ClassifierSpec, MNISTClassifier, build_classifier,
+                                   classifier_outputs, save_classifier, to_classifier_input)
+from gancli.gan.data import resolve_data_root
+from gancli.gan.real_data import load_mnist_nhwc
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", type=Path, default=REPO_ROOT.parent / "shared" / "datasets",
-                   help="folder holding mnist/MNIST/raw")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder holding mnist/MNIST/raw (default: $GANCLI_DATA_ROOT or ~/.cache/gancli/data)")
     p.add_argument("--out-dir", type=Path, default=CLASSIFIER_DIR)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
@@ -67,8 +65,9 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train_images, train_labels = load_mnist_labelled(args.data_root, train=True)
-    test_images, test_labels = load_mnist_labelled(args.data_root, train=False)
+    root = resolve_data_root(str(args.data_root) if args.data_root is not None else None)
+    train_images, train_labels = load_mnist_nhwc(root, train=True, download=False)
+    test_images, test_labels = load_mnist_nhwc(root, train=False, download=False)
 
     spec = ClassifierSpec()
     model = build_classifier(spec)

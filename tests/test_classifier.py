@@ -10,6 +10,7 @@ import torch
 
 from gancli.gan import classifier, metrics
 from gancli.gan.errors import ArtifactError, EvalError
+from gancli.gan.real_data import load_mnist_nhwc
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def shipped() -> tuple[classifier.MNISTClassifier, classifier.ClassifierSpec]:
 
 @pytest.fixture(scope="module")
 def mnist_test(data_root) -> tuple[np.ndarray, np.ndarray]:
-    return classifier.load_mnist_labelled(data_root, train=False)
+    return load_mnist_nhwc(data_root, train=False, download=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_outputs(shipped, mnist_test) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def train_features(shipped, data_root) -> np.ndarray:
     # a seeded third of MNIST train: the FCD floor barely moves, the test runs three times faster
-    images, _ = classifier.load_mnist_labelled(data_root, train=True)
+    images, _ = load_mnist_nhwc(data_root, train=True, download=False)
     subset = np.sort(np.random.default_rng(0).choice(len(images), 20000, replace=False))
     return classifier.classifier_outputs(*shipped, images[subset])[0]
 

@@ -1,16 +1,59 @@
 """gancli.gan.evaluate: the evaluation as a whole (real data, reference figures, scores, memorisation, a model)."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
 from gancli.export.onnx import export_onnx
+from gancli.gan import evaluate
 from gancli.gan.artifact import GeneratorSpec
 from gancli.gan.errors import EvalError
 from gancli.gan.evaluate import evaluate_model
+from gancli.gan.feature_networks import mnist_classifier_network
 from gancli.gan.networks import build_generator
+from gancli.gan.real_data import RealData, load_mnist_nhwc
+from gancli.gan.scoring import IMAGE_SETS
+from gancli.gan.untrained import untrained_generator_images
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
+
+
+@pytest.fixture(scope="module")
+def mnist(data_root) -> dict[str, np.ndarray]:
+    return {split: load_mnist_nhwc(data_root, train=split == "train", download=False)[0] for split in ("train", "test")}
+
+
+def test_evaluate_images_reports_every_score_beside_its_references(mnist):
+    real = RealData("mnist", mnist["train"][:5000], mnist["test"][:500], mnist["train"][:5000], True, "subset")
+    untrained = untrained_generator_images("dcgan", 16, 1, 28, 200, width=8, seed=0)
+    generated = mnist["test"][500:800]
+    networks = [mnist_classifier_network()]
+    result = evaluate.evaluate_images(generated, untrained, real, networks, ["a note"], kid_subsets=5,
+                                      kid_subset_size=100, memorisation_sample=100)
+    json.loads(json.dumps(result))  # what the CLI writes
+    rows = {r["metric"]: r for r in result["scores"]}
+    assert set(rows) == {"FCD", "KID", "IS"}
+    assert {r["feature_network"] for r in result["scores"]} == {"mnist-classifier"}
+    for row in rows.values():
+        assert set(IMAGE_SETS) <= set(row)
+    # real digits score near the real floor and far from the untrained generator
+    assert rows["FCD"]["generated"]["value"] < 0.1 * rows["FCD"]["untrained_generator"]["value"]
+    assert rows["IS"]["generated"]["value"] > 8.0 > rows["IS"]["untrained_generator"]["value"]
+    assert len(result["class_shares"]["generated"]) == 10
+    assert result["notes"] == ["a note"]
+    assert result["memorisation"]["num_flagged"] == 0
+
+
+def test_generated_images_of_the_wrong_shape_are_one_clear_error(mnist):
+    real = RealData("mnist", mnist["train"][:100], mnist["test"][:50], mnist["train"][:100], True, "subset")
+    wrong = np.zeros((20, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(EvalError, match=r"untrained generator images are \[28, 28, 1\] but the real ones are \[32, "):
+        evaluate.evaluate_images(wrong, mnist["test"][:20], real, [])
+    with pytest.raises(EvalError, match="must be uint8"):
+        evaluate.evaluate_images(wrong.astype(np.float32), wrong, real, [])
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +78,7 @@ def test_evaluate_model_scores_a_model_file_and_names_it(mnist_model, data_root)
     assert any("memorisation" in line for line in lines)
 
 
-@pytest.mark.parametrize("n", [1, 0, -5])
+@pytest.mark.parametrize("n", [9, 1, 0, -5])
 def test_evaluate_model_refuses_too_few_images(mnist_model, n):
     with pytest.raises(EvalError, match=f"-n {n} is too few to score"):
         evaluate_model(mnist_model, "mnist", n)

@@ -1,0 +1,94 @@
+"""pytorch-fid's InceptionV3 with the standard FID weights, read from disk only: where the weights file is
+looked for, how it is checked, how the network is loaded without a download, and its pool3 features.
+
+The weights are `pt_inception-2015-12-05-6726825d.pth` (what pytorch-fid fetches from INCEPTION_WEIGHTS_URL):
+looked up as a named path (--inception-weights), else $GANCLI_INCEPTION_WEIGHTS, else the torch hub cache.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gancli.gan.errors import EvalError
+from gancli.runtime.files import sha256_file
+
+INCEPTION_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_SHA256_PREFIX = "6726825d"  # torch hub's convention: the file name carries its hash prefix
+INCEPTION_WEIGHTS_ENV = "GANCLI_INCEPTION_WEIGHTS"
+# where pytorch-fid fetches them from: named in messages, never downloaded here
+INCEPTION_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                         + INCEPTION_WEIGHTS_NAME)
+FEATURE_DIM = 2048
+
+
+def inception_weights_locations() -> list[str]:
+    """Where `find_inception_weights` looks when no path is given, for messages."""
+    return [f"${INCEPTION_WEIGHTS_ENV}", str(Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME)]
+
+
+def find_inception_weights(path: str | Path | None = None) -> Path | None:
+    """The FID Inception weights file: `path` (e.g. --inception-weights), else $GANCLI_INCEPTION_WEIGHTS, else the
+    torch hub cache (torch.hub.get_dir()/checkpoints, i.e. ~/.cache/torch/hub/checkpoints by default).
+
+    A path that is named (argument or variable) but missing raises EvalError; with none named and none in the
+    cache, returns None. Never downloads.
+    """
+    named = path if path is not None else os.environ.get(INCEPTION_WEIGHTS_ENV) or None
+    if named is not None:
+        named = Path(named).expanduser()
+        if named.is_dir():
+            named = named / INCEPTION_WEIGHTS_NAME
+        if not named.is_file():
+            source = "--inception-weights" if path is not None else f"${INCEPTION_WEIGHTS_ENV}"
+            raise EvalError(f"{source} names {named}, which does not exist; download {INCEPTION_WEIGHTS_URL} there "
+                            f"or leave it unset to score without Inception")
+        return named
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME
+    return cached if cached.is_file() else None
+
+
+def check_inception_weights(path: str | Path) -> None:
+    """Raise EvalError unless the file's sha256 starts with the prefix its standard name carries."""
+    digest = sha256_file(path)
+    if not digest.startswith(INCEPTION_WEIGHTS_SHA256_PREFIX):
+        raise EvalError(f"{path} is not the pytorch-fid Inception weights (sha256 {digest[:8]}..., expected "
+                        f"{INCEPTION_WEIGHTS_SHA256_PREFIX}...); download {INCEPTION_WEIGHTS_URL} again")
+
+
+def load_fid_inception(weights: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """pytorch-fid's InceptionV3 (pool3, 2048-d; resizes to 299 and scales [0, 1] to [-1, 1] itself) with the
+    weights read from `weights` (torch.load, weights_only) instead of fetched from its URL."""
+    from pytorch_fid import inception
+
+    def load_local(url: str, **kwargs) -> dict:
+        return torch.load(weights, map_location="cpu", weights_only=True)
+
+    # pytorch-fid only knows how to fetch its weights by URL; route that one call to the file on disk
+    fetch = inception.load_state_dict_from_url
+    inception.load_state_dict_from_url = load_local
+    try:
+        model = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]])
+    except (RuntimeError, pickle.UnpicklingError) as e:
+        raise EvalError(f"{weights} does not fit pytorch-fid's InceptionV3 ({str(e).splitlines()[0]}); "
+                        f"download {INCEPTION_WEIGHTS_URL} again") from e
+    finally:
+        inception.load_state_dict_from_url = fetch
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def inception_features(model: torch.nn.Module, images: np.ndarray, batch_size: int = 50) -> np.ndarray:
+    """uint8 [N, H, W, C] -> pool3 features [N, 2048] float64; grey images are repeated to RGB as PIL's convert does."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        x = x.permute(0, 3, 1, 2).float() / 255.0
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        out.append(model(x)[0].flatten(1).double().cpu().numpy())
+    return np.concatenate(out)

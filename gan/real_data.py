@@ -1,0 +1,74 @@
+"""The real side of an evaluation: the images generated ones are compared with, all uint8 [N, H, W, C].
+
+- MNIST: the 60,000 train images are the reference (and what a generator may have memorised); the
+  10,000 test images, which no generator learnt from, are the real sample of the floor.
+- Folders (cats, PATH): a seeded 20 % is held out as the real sample; the other 80 % is the reference.
+
+Images are read, resized and cropped by gan.data exactly as training reads them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gancli.gan import data
+from gancli.gan.errors import DataError, EvalError
+
+HELD_OUT_FRACTION = 0.2  # folders: share of images held out as the real sample for the floor
+MNIST_SHAPE = (28, 28, 1)
+
+
+@dataclass
+class RealData:
+    """The real images one evaluation compares against, all uint8 [N, H, W, C]."""
+
+    name: str  # "mnist", "cats" or the folder's path
+    reference: np.ndarray  # FD and KID of every image set are taken against these
+    test: np.ndarray  # real images not in `reference`: the floor's sample
+    training: np.ndarray  # every image the generator may have learnt from: the memorisation check's search space
+    test_is_held_out: bool  # True when `test` is disjoint from `training` (MNIST test), False for folder splits
+    description: str
+
+
+def nhwc(images: torch.Tensor) -> np.ndarray:
+    """gan.data's uint8 [N, C, H, W] tensor -> uint8 [N, H, W, C] array."""
+    return images.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def load_mnist_nhwc(root: str | Path, train: bool = True, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """gan.data.load_mnist as arrays in the evaluation's layout: images uint8 [N, 28, 28, 1], labels int64 [N]."""
+    images, labels = data.load_mnist(Path(root), train=train, download=download)
+    return nhwc(images), labels.numpy().astype(np.int64)
+
+
+def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tuple[int, int, int], seed: int = 0,
+                   download: bool = True) -> RealData:
+    """The real side of an evaluation for `dataset` ("mnist", "cats" or a folder), shaped like the generated images.
+
+    `data_root` None means $GANCLI_DATA_ROOT or the user cache, as for `gancli train`.
+    """
+    height, width, channels = image_shape
+    root = data.resolve_data_root(str(data_root) if data_root is not None else None)
+    if dataset == "mnist":
+        if tuple(image_shape) != MNIST_SHAPE:
+            raise EvalError(f"the generated images are {list(image_shape)} but MNIST is {list(MNIST_SHAPE)}; "
+                            f"evaluate an MNIST generator against mnist")
+        train = load_mnist_nhwc(root, train=True, download=download)[0]
+        test = load_mnist_nhwc(root, train=False, download=download)[0]
+        return RealData("mnist", train, test, train, True,
+                        f"MNIST train ({len(train)}) as reference; MNIST test ({len(test)}) as the real sample")
+    if height != width:
+        raise EvalError(f"the generated images are {height}x{width}; eval compares square images only")
+    folder = data.ensure_cats(root, download) if dataset == "cats" else data.existing_folder(dataset)
+    images = nhwc(data.decode_folder(folder, height, channels, limit=None)[0])
+    if len(images) < 10:
+        raise DataError(f"{folder} holds {len(images)} usable images; eval needs at least 10")
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_test = round(HELD_OUT_FRACTION * len(images))
+    test, reference = images[np.sort(order[:n_test])], images[np.sort(order[n_test:])]
+    return RealData(dataset, reference, test, images, False,
+                    f"{folder}: {len(reference)} images as reference; a seeded {HELD_OUT_FRACTION:.0%} "
+                    f"({len(test)}) held out as the real sample")

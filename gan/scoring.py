@@ -1,0 +1,68 @@
+"""Scores of image sets with one feature network: FD and KID of each set against the reference images, and,
+for classifiers, IS and the share of each class. The math is gan/metrics.py's.
+
+Reference figures are computed with the same network, counts and settings as the generated score:
+- `real_test`: real images the generator did not learn from, against the same reference (the floor: what a
+  perfect generator would score); see gan/real_data.py.
+- `untrained_generator`: images of a freshly initialised generator of the same architecture (the ceiling); see
+  gan/untrained.py.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from gancli.gan import metrics
+from gancli.gan.errors import EvalError
+from gancli.gan.feature_networks import FeatureNetwork
+
+IMAGE_SETS = ("generated", "real_test", "untrained_generator")
+MIN_IMAGES = 10  # fewer images give no meaningful score (10,000 is the usual)
+Log = Callable[[str], None]
+
+
+def _score(value: float, std: float | None = None) -> dict:
+    return {"value": float(value), "std": None if std is None else float(std)}
+
+
+def score_with_network(network: FeatureNetwork, image_sets: dict[str, np.ndarray], reference: np.ndarray,
+                       kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
+                       log: Log | None = None) -> tuple[list[dict], dict | None]:
+    """FD, KID (and IS with class shares, for classifiers) of each image set against `reference`.
+
+    Returns score rows {metric, feature_network, better, <set>: {value, std}} and the class shares (or None).
+    """
+    if log:
+        log(f"{network.name}: features of {len(reference)} reference images")
+    ref_features, _ = network.extract(reference)
+    fd, kid, is_, shares = {}, {}, {}, {}
+    for set_name, images in image_sets.items():
+        if log:
+            log(f"{network.name}: features of {len(images)} {set_name.replace('_', ' ')} images")
+        features, probs = network.extract(images)
+        fd[set_name] = _score(metrics.frechet_distance(features, ref_features))
+        kid[set_name] = _score(*metrics.kernel_inception_distance(features, ref_features, kid_subsets,
+                                                                   kid_subset_size, seed))
+        if probs is not None:
+            is_[set_name] = _score(*metrics.inception_score(probs))
+            shares[set_name] = metrics.class_shares(probs).tolist()
+    rows = [{"metric": network.fd_name, "feature_network": network.name, "better": "lower", **fd},
+            {"metric": "KID", "feature_network": network.name, "better": "lower", **kid}]
+    if not is_:
+        return rows, None
+    rows.append({"metric": "IS", "feature_network": network.name, "better": "higher", **is_})
+    return rows, {"feature_network": network.name, **shares}
+
+
+def check_images(images: np.ndarray, name: str, shape: tuple[int, ...] | None = None) -> None:
+    """Raise EvalError unless `images` is uint8 [N >= MIN_IMAGES, H, W, C in (1, 3)], of `shape` [H, W, C] when given."""
+    is_nhwc = isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[3] in (1, 3)
+    if not is_nhwc or images.dtype != np.uint8:
+        got = f"{images.dtype} {list(images.shape)}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise EvalError(f"{name} images must be uint8 [N, H, W, C] with C 1 or 3, got {got}")
+    if len(images) < MIN_IMAGES:
+        raise EvalError(f"{name}: {len(images)} images are too few to score; use -n {MIN_IMAGES} or more "
+                        f"(10000 is standard)")
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise EvalError(f"{name} images are {list(images.shape[1:])} but the real ones are {list(shape)}")
