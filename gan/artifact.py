@@ -45,6 +45,9 @@ class GeneratorSpec:
     epochs: int
     seed: int
     g_dropout: float = 0.0  # training-time only: eval and export run G without dropout
+    class_names: list[str] = field(default_factory=list)  # conditional G: label i means class_names[i]; [] otherwise
+    # the in-training score this generator was kept for: {"metric", "value", "epoch", "num_images"}
+    quality: dict | None = None
     # images are (x - mean) / std with mean = std = 0.5 per channel, so G's Tanh range [-1, 1] maps to [0, 1]
     normalization: dict = field(default_factory=lambda: {"mean": 0.5, "std": 0.5})
     value_range: tuple[float, float] = (-1.0, 1.0)
@@ -56,6 +59,10 @@ class GeneratorSpec:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.img_size, self.img_size)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -78,7 +85,8 @@ class GeneratorSpec:
 
 
 def build_from_spec(spec: GeneratorSpec) -> nn.Module:
-    return build_generator(spec.arch, spec.latent_dim, spec.channels, spec.img_size, spec.width, spec.g_dropout)
+    return build_generator(spec.arch, spec.latent_dim, spec.channels, spec.img_size, spec.width, spec.g_dropout,
+                           spec.num_classes)
 
 
 def save_generator(G: nn.Module, spec: GeneratorSpec, out_dir: str | Path) -> Path:

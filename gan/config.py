@@ -14,6 +14,8 @@ from gancli.gan.errors import ConfigError
 
 NAMED_DATASETS = ("mnist", "cats")
 ARCHS = ("mlp", "dcgan")
+LOSSES = ("bce", "hinge", "ralsgan")
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")
 
 
 @dataclass
@@ -25,23 +27,34 @@ class TrainConfig:
     channels: int = 1  # 1 grey, 3 RGB
     val_fraction: float = 0.05  # seeded share of the images held out for validation losses
     limit: int | None = None  # train on the first N usable images only (quick runs)
+    conditional: bool = False  # learn p(image | class): MNIST digits or an ImageFolder's class folders
     # --- model ---
     arch: str = "dcgan"  # "mlp" (Goodfellow-style) or "dcgan" (Radford et al.)
     latent_dim: int = 100  # size of z
     width: int = 64  # dcgan: channels of the widest-resolution layer; mlp ignores it
     spectral_norm: bool = True  # spectral norm on every D layer (Miyato et al., 2018)
-    g_dropout: float = 0.1  # dropout after each hidden G block while training; off at eval/export
-    # --- optimisation ---
+    d_batch_norm: bool = False  # batch norm in D after every conv but the first (DCGAN; dcgan only)
+    g_dropout: float = 0.0  # dropout after each hidden G block while training; off at eval/export
+    # --- optimisation (the default is the "sngan" recipe; see RECIPES) ---
+    recipe: str = "sngan"  # the named recipe these values started from; flags may have changed some
+    loss: str = "hinge"  # "bce" (non-saturating), "hinge" (SNGAN), "ralsgan" (relativistic average LSGAN)
     n_epochs: int = 25
-    batch_size: int = 128
-    lr: float = 2e-4
-    b1: float = 0.5
-    b2: float = 0.999
-    real_label: float = 0.9  # one-sided label smoothing: D's target for real images
+    batch_size: int = 64
+    lr_g: float = 2e-4  # separate rates for G and D (TTUR, Heusel et al., 2017)
+    lr_d: float = 2e-4
+    b1: float = 0.0
+    b2: float = 0.9
+    real_label: float = 1.0  # one-sided label smoothing for bce: D's target for real images
+    diffaugment: str = ""  # DiffAugment policy (Zhao et al., 2020), e.g. "color,translation,cutout"
+    r1_gamma: float = 0.0  # weight of the R1 penalty on real images (Mescheder et al., 2018); 0 = off
     ema_decay: float = 0.999  # EMA of G's weights; the artifact ships the EMA generator
     seed: int = 0
+    # --- quality tracking ---
+    eval_every: int = 1  # epochs between quality scores (0 = never); the best-scoring EMA G is shipped
+    eval_images: int = 2000  # generated images per quality score
     # --- run ---
     device: str = "auto"  # "auto" (cuda when present), "cuda", "cpu"
+    threads: int | None = None  # CPU threads; None: the cores this process may use that are idle at start
     amp: bool = True  # mixed precision on CUDA; ignored on the CPU
     sample_interval: int = 400  # batches between sample grids (each epoch end writes one too)
     out_dir: str = "runs"
@@ -51,6 +64,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        if "lr" in data:  # configs of gancli 0.1 had one rate for both networks
+            lr = data.pop("lr")
+            data = {"lr_g": lr, "lr_d": lr, "recipe": "classic", "loss": "bce", "d_batch_norm": True, **data}
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -67,18 +83,35 @@ class TrainConfig:
         return self.dataset if self.dataset in NAMED_DATASETS else Path(self.dataset).name or "folder"
 
 
-# Presets pick what depends on the data; anything the user passes explicitly wins (see resolve_config).
+# Named training recipes: every optimisation choice that the literature varies. README's recipe
+# table compares them at equal compute (benchmarks/bench_recipes.py).
+RECIPES: dict[str, dict[str, Any]] = {
+    # the seed projects: BCE, spectral norm and batch norm in D, dropout in G, label smoothing 0.9
+    "classic": {"loss": "bce", "spectral_norm": True, "d_batch_norm": True, "g_dropout": 0.1, "real_label": 0.9,
+                "lr_g": 2e-4, "lr_d": 2e-4, "b1": 0.5, "b2": 0.999, "batch_size": 128, "diffaugment": ""},
+    # SNGAN (Miyato et al., 2018): hinge loss, spectral norm without batch norm in D, Adam beta1 0
+    "sngan": {"loss": "hinge", "spectral_norm": True, "d_batch_norm": False, "g_dropout": 0.0, "real_label": 1.0,
+              "lr_g": 2e-4, "lr_d": 2e-4, "b1": 0.0, "b2": 0.9, "batch_size": 64, "diffaugment": ""},
+}
+RECIPES["sngan-diffaugment"] = {**RECIPES["sngan"], "diffaugment": "color,translation,cutout"}
+
+# Presets pick what depends on the data, including its best-measured recipe; anything the user
+# passes explicitly wins (see resolve_config). A few thousand images (the 8,303 cats, most folders)
+# need DiffAugment so D does not memorise them.
 PRESETS: dict[str, dict[str, Any]] = {
-    "mnist": {"img_size": 28, "channels": 1, "arch": "dcgan"},
-    "cats": {"img_size": 64, "channels": 3, "arch": "dcgan"},
-    "folder": {"img_size": 64, "channels": 3, "arch": "dcgan"},
+    "mnist": {"img_size": 28, "channels": 1, "arch": "dcgan", "recipe": "sngan"},
+    "cats": {"img_size": 64, "channels": 3, "arch": "dcgan", "recipe": "sngan-diffaugment"},
+    "folder": {"img_size": 64, "channels": 3, "arch": "dcgan", "recipe": "sngan-diffaugment"},
 }
 
 
-def resolve_config(dataset: str, **overrides: Any) -> TrainConfig:
-    """Preset for `dataset`, then every override that is not None, then validation."""
+def resolve_config(dataset: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """Preset for `dataset`, then its recipe (or `recipe`), then every override that is not None, then validation."""
     preset = PRESETS[dataset if dataset in NAMED_DATASETS else "folder"]
-    values = {**preset, **{k: v for k, v in overrides.items() if v is not None}}
+    recipe = recipe or preset["recipe"]
+    if recipe not in RECIPES:
+        raise ConfigError(f"--recipe {recipe!r} is not known; use one of {', '.join(RECIPES)}")
+    values = {**preset, **RECIPES[recipe], "recipe": recipe, **{k: v for k, v in overrides.items() if v is not None}}
     cfg = TrainConfig(dataset=dataset, **values)
     validate_config(cfg)
     return cfg
@@ -94,6 +127,24 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--img-size {cfg.img_size} does not fit dcgan; use 28 or a power of two >= 32")
     if cfg.img_size < 8:
         raise ConfigError(f"--img-size {cfg.img_size} is too small; use at least 8")
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"--loss {cfg.loss!r} is not known; use one of {', '.join(LOSSES)}")
+    if cfg.loss == "ralsgan" and cfg.arch == "dcgan" and cfg.d_batch_norm:
+        raise ConfigError("--loss ralsgan compares real and fake in one batch, which batch norm in D mixes; "
+                          "add --no-d-batch-norm or use --loss hinge")
+    unknown_ops = [op for op in filter(None, cfg.diffaugment.split(",")) if op not in DIFFAUGMENT_OPS]
+    if unknown_ops:
+        raise ConfigError(f"--diffaugment {cfg.diffaugment!r}: unknown {', '.join(unknown_ops)}; "
+                          f"use a comma-separated subset of {','.join(DIFFAUGMENT_OPS)}")
+    if cfg.r1_gamma < 0:
+        raise ConfigError(f"--r1-gamma {cfg.r1_gamma} must be >= 0 (0 turns it off)")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"--threads {cfg.threads} must be at least 1")
+    if cfg.eval_every < 0 or cfg.eval_images < 2:
+        raise ConfigError("--eval-every must be >= 0 (0 = never) and --eval-images at least 2")
+    for name in ("lr_g", "lr_d"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     for name in ("n_epochs", "batch_size", "latent_dim", "width", "sample_interval"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")

@@ -23,7 +23,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -57,6 +57,9 @@ class ImageData:
     val: torch.Tensor  # uint8 [M, C, H, W], held out by a seeded permutation; M may be 0
     skipped: list[str]  # files that could not be decoded as images
     source: str  # where the images came from, for logs
+    train_labels: torch.Tensor | None = None  # int64 [N] when conditional: indices into class_names
+    val_labels: torch.Tensor | None = None  # int64 [M]
+    class_names: list[str] = field(default_factory=list)  # [] when unconditional
 
 
 # --- data root -------------------------------------------------------------------------------
@@ -80,16 +83,27 @@ def load_images(cfg: TrainConfig, download: bool = True) -> ImageData:
     """Decode cfg.dataset at cfg.img_size / cfg.channels, keep the first cfg.limit, split off validation."""
     root = resolve_data_root(cfg.data_root)
     if cfg.dataset == "mnist":
-        images = load_mnist(root, train=True, download=download)[0][:cfg.limit]  # [:None] keeps all
+        images, labels = load_mnist(root, train=True, download=download)
+        images, labels = images[:cfg.limit], labels[:cfg.limit]  # [:None] keeps all
         images = fit_tensor_images(images, cfg.img_size, cfg.channels)
+        class_names = [str(digit) for digit in range(10)]
         skipped: list[str] = []
         source = f"MNIST training set in {root / 'mnist'}"
     else:
         folder = ensure_cats(root, download) if cfg.dataset == "cats" else existing_folder(cfg.dataset)
-        images, skipped = decode_folder(folder, cfg.img_size, cfg.channels, cfg.limit)
+        images, labels, class_names, skipped = decode_folder(folder, cfg.img_size, cfg.channels, cfg.limit)
         source = str(folder)
+    if not cfg.conditional:
+        train, val = split_train_val(images, cfg.val_fraction, cfg.seed)
+        return ImageData(train=train, val=val, skipped=skipped, source=source)
+    if len(class_names) < 2:
+        raise DataError(f"--conditional needs a data set with two or more classes, but {source} has "
+                        f"{'one class folder' if class_names else 'no class folders'}; put each class's images in "
+                        f"a subfolder of its own (ImageFolder layout) or drop --conditional")
     train, val = split_train_val(images, cfg.val_fraction, cfg.seed)
-    return ImageData(train=train, val=val, skipped=skipped, source=source)
+    train_labels, val_labels = split_train_val(labels, cfg.val_fraction, cfg.seed)  # the same permutation
+    return ImageData(train=train, val=val, skipped=skipped, source=source, train_labels=train_labels,
+                     val_labels=val_labels, class_names=class_names)
 
 
 def to_model_range(batch: torch.Tensor) -> torch.Tensor:
@@ -170,19 +184,34 @@ def walk_visible(folder: Path) -> Iterator[Path]:
         yield from (Path(dirpath, name) for name in filenames if not name.startswith("."))
 
 
-def decode_folder(folder: Path, size: int, channels: int, limit: int | None) -> tuple[torch.Tensor, list[str]]:
-    """Decode the first `limit` usable images under `folder` into uint8 [N, C, size, size].
+def folder_classes(folder: Path, files: list[Path]) -> tuple[torch.Tensor, list[str]]:
+    """ImageFolder's classes: each file's label is its first-level subfolder, names sorted; files lying
+    directly in `folder` make it flat (no classes)."""
+    tops = [path.relative_to(folder).parts for path in files]
+    if not files or any(len(parts) == 1 for parts in tops):
+        return torch.zeros(len(files), dtype=torch.long), []
+    class_names = sorted({parts[0] for parts in tops})
+    index = {name: i for i, name in enumerate(class_names)}
+    return torch.tensor([index[parts[0]] for parts in tops], dtype=torch.long), class_names
+
+
+def decode_folder(folder: Path, size: int, channels: int,
+                  limit: int | None) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+    """Decode the first `limit` usable images under `folder` into uint8 [N, C, size, size], with their
+    ImageFolder labels int64 [N] and class names (see folder_classes), and the files that did not decode.
 
     Files that do not decode are listed, not fatal; with a limit, decoding stops once it is reached.
     """
     files = visible_files(folder)
+    all_labels, class_names = folder_classes(folder, files)
+    kept: list[int] = []
     capacity = len(files) if limit is None else min(limit, len(files))
     # Filled in place: stacking a list of images would hold every image twice at the peak.
     images = torch.empty((capacity, channels, size, size), dtype=torch.uint8)
     pixels = images.numpy()  # same memory; numpy item assignment costs far less per image than torch's
     skipped: list[str] = []
     count = 0
-    for path in files:
+    for i, path in enumerate(files):
         if count == capacity:
             break
         image = decode_image(path, size, PIL_MODES[channels])
@@ -190,11 +219,12 @@ def decode_folder(folder: Path, size: int, channels: int, limit: int | None) -> 
             skipped.append(str(path))
         else:
             pixels[count] = np.asarray(image).reshape(size, size, channels).transpose(2, 0, 1)  # HWC -> CHW
+            kept.append(i)
             count += 1
     if count == 0:
         found = f"{len(skipped)} file(s) could not be decoded, e.g. {skipped[0]}" if skipped else "it holds no files"
         raise DataError(f"no usable images in {folder} ({found}); add .jpg or .png images, flat or in class subfolders")
-    return images[:count], skipped
+    return images[:count], all_labels[kept], class_names, skipped
 
 
 def decode_image(path: Path, size: int, mode: str) -> Image.Image | None:

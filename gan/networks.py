@@ -1,7 +1,14 @@
-"""Generators and discriminators: the Goodfellow-style MLP GAN and the DCGAN of Radford et al.
+"""Generators and discriminators: the Goodfellow-style MLP GAN and the DCGAN of Radford et al.,
+each optionally class-conditional.
 
-Every G maps z [B, latent_dim] to images [B, C, H, W] in [-1, 1] (Tanh); every D maps images to
-one logit per image [B] (BCE-with-logits is applied by the loss, so D has no sigmoid).
+Every G maps z [B, latent_dim] (and, when conditional, labels int64 [B]) to images [B, C, H, W] in
+[-1, 1] (Tanh); every D maps images (and labels) to one logit per image [B] (losses apply their own
+link, so D has no sigmoid). Networks initialise themselves the way their paper does, so a network
+built anywhere (training, evaluation's untrained ceiling, benchmarks) starts the same way.
+
+Conditioning: G concatenates a learned embedding of the label to z (Mirza & Osindero, 2014), which
+leaves every layer after the input unchanged (the int8 export rewrites those layers). D is a
+projection discriminator (Miyato & Koyama, 2018): D(x, y) = psi(phi(x)) + <embed(y), sum phi(x)>.
 """
 from __future__ import annotations
 
@@ -22,12 +29,43 @@ def _dropout(p: float) -> list[nn.Module]:
     return [nn.Dropout(p)] if p > 0 else []
 
 
+class LabelledLatent(nn.Module):
+    """z, label -> [z, embed(label)]: the conditional generator's input; identity when unconditional."""
+
+    def __init__(self, latent_dim: int, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.out_dim = latent_dim * 2 if num_classes else latent_dim
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is None:
+            return z
+        if label is None:
+            raise ValueError("this generator is class-conditional: pass a label per image")
+        return torch.cat([z, self.embed(label)], dim=1)
+
+
+class Projection(nn.Module):
+    """<embed(y), features> added to D's logit (Miyato & Koyama, 2018); absent when unconditional."""
+
+    def __init__(self, num_classes: int, feature_dim: int, spectral_norm: bool):
+        super().__init__()
+        self.embed = _sn(nn.Embedding(num_classes, feature_dim), spectral_norm) if num_classes else None
+
+    def forward(self, logit: torch.Tensor, features: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        if self.embed is None:
+            return logit
+        return logit + (self.embed(label) * features).sum(dim=1)
+
+
 class MLPGenerator(nn.Module):
     """z -> 128 -> 256 -> 512 -> 1024 -> C*H*W, BN on all blocks but the first, LeakyReLU 0.2, Tanh."""
 
-    def __init__(self, latent_dim: int, channels: int, img_size: int, dropout: float = 0.0):
+    def __init__(self, latent_dim: int, channels: int, img_size: int, dropout: float = 0.0, num_classes: int = 0):
         super().__init__()
         self.image_shape = (channels, img_size, img_size)
+        self.input = LabelledLatent(latent_dim, num_classes)
 
         def block(n_in: int, n_out: int, normalize: bool) -> list[nn.Module]:
             layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
@@ -36,7 +74,7 @@ class MLPGenerator(nn.Module):
             return layers + [nn.LeakyReLU(0.2)] + _dropout(dropout)
 
         self.net = nn.Sequential(
-            *block(latent_dim, 128, normalize=False),
+            *block(self.input.out_dim, 128, normalize=False),
             *block(128, 256, normalize=True),
             *block(256, 512, normalize=True),
             *block(512, 1024, normalize=True),
@@ -44,27 +82,29 @@ class MLPGenerator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(z.shape[0], *self.image_shape)
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.input(z, label)).view(z.shape[0], *self.image_shape)
 
 
 class MLPDiscriminator(nn.Module):
-    """Flatten -> 512 -> 256 -> 1 logit, LeakyReLU 0.2."""
+    """Flatten -> 512 -> 256 -> 1 logit, LeakyReLU 0.2 (+ projection of the 256 features)."""
 
-    def __init__(self, channels: int, img_size: int, spectral_norm: bool = True):
+    def __init__(self, channels: int, img_size: int, spectral_norm: bool = True, num_classes: int = 0):
         super().__init__()
         n_in = channels * img_size * img_size
-        self.net = nn.Sequential(
+        self.features = nn.Sequential(
             nn.Flatten(),
             _sn(nn.Linear(n_in, 512), spectral_norm),
             nn.LeakyReLU(0.2),
             _sn(nn.Linear(512, 256), spectral_norm),
             nn.LeakyReLU(0.2),
-            _sn(nn.Linear(256, 1), spectral_norm),
         )
+        self.out = _sn(nn.Linear(256, 1), spectral_norm)
+        self.projection = Projection(num_classes, 256, spectral_norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        return self.projection(self.out(h).view(-1), h, label)
 
 
 def dcgan_plan(img_size: int, width: int) -> tuple[int, list[int]]:
@@ -84,12 +124,14 @@ def dcgan_plan(img_size: int, width: int) -> tuple[int, list[int]]:
 class DCGANGenerator(nn.Module):
     """Transposed convolutions with BN + ReLU, Tanh output."""
 
-    def __init__(self, latent_dim: int, channels: int, img_size: int, width: int = 64, dropout: float = 0.0):
+    def __init__(self, latent_dim: int, channels: int, img_size: int, width: int = 64, dropout: float = 0.0,
+                 num_classes: int = 0):
         super().__init__()
         start, widths = dcgan_plan(img_size, width)
-        # state size: latent_dim x 1 x 1 -> widths[0] x start x start
+        self.input = LabelledLatent(latent_dim, num_classes)
+        # state size: input x 1 x 1 -> widths[0] x start x start
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], start, 1, 0, bias=False),
+            nn.ConvTranspose2d(self.input.out_dim, widths[0], start, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
             *_dropout(dropout),
@@ -105,32 +147,37 @@ class DCGANGenerator(nn.Module):
         # state size: widths[-1] x size/2 x size/2 -> channels x size x size
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        dcgan_init_(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z[:, :, None, None])
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.input(z, label)[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):
-    """Strided convolutions with BN (not on the first layer) + LeakyReLU 0.2, one logit."""
+    """Strided convolutions + LeakyReLU 0.2, one logit; BN after every conv but the first when
+    `batch_norm` (DCGAN), none when not (SNGAN: spectral norm alone keeps D Lipschitz, and a D
+    without BN judges each image on its own, so real and fake can share one forward pass)."""
 
-    def __init__(self, channels: int, img_size: int, width: int = 64, spectral_norm: bool = True):
+    def __init__(self, channels: int, img_size: int, width: int = 64, spectral_norm: bool = True,
+                 batch_norm: bool = True, num_classes: int = 0):
         super().__init__()
         start, widths = dcgan_plan(img_size, width)
         widths = widths[::-1]  # narrowest first: D mirrors G
         layers: list[nn.Module] = [_sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), spectral_norm),
                                    nn.LeakyReLU(0.2, inplace=True)]
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [
-                _sn(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), spectral_norm),
-                nn.BatchNorm2d(c_out),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
+            layers += [_sn(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), spectral_norm)]
+            layers += [nn.BatchNorm2d(c_out)] if batch_norm else []
+            layers += [nn.LeakyReLU(0.2, inplace=True)]
+        self.features = nn.Sequential(*layers)
         # state size: widths[-1] x start x start -> 1 x 1 x 1
-        layers.append(_sn(nn.Conv2d(widths[-1], 1, start, 1, 0, bias=False), spectral_norm))
-        self.net = nn.Sequential(*layers)
+        self.out = _sn(nn.Conv2d(widths[-1], 1, start, 1, 0, bias=False), spectral_norm)
+        self.projection = Projection(num_classes, widths[-1], spectral_norm)
+        dcgan_init_(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)
+        return self.projection(self.out(h).view(-1), h.sum(dim=(2, 3)), label)
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -145,21 +192,21 @@ def dcgan_init_(module: nn.Module) -> None:
 
 
 def build_generator(arch: str, latent_dim: int, channels: int, img_size: int, width: int = 64,
-                    dropout: float = 0.0) -> nn.Module:
+                    dropout: float = 0.0, num_classes: int = 0) -> nn.Module:
     if arch == "mlp":
-        return MLPGenerator(latent_dim, channels, img_size, dropout)
+        return MLPGenerator(latent_dim, channels, img_size, dropout, num_classes)
     if arch == "dcgan":
-        return DCGANGenerator(latent_dim, channels, img_size, width, dropout)
+        return DCGANGenerator(latent_dim, channels, img_size, width, dropout, num_classes)
     raise ValueError(f"unknown arch {arch!r}")
 
 
-def build_models(cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
-    """Fresh (G, D) for a training config, initialised the way each paper does."""
-    G = build_generator(cfg.arch, cfg.latent_dim, cfg.channels, cfg.img_size, cfg.width, cfg.g_dropout)
+def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> nn.Module:
     if cfg.arch == "mlp":
-        D = MLPDiscriminator(cfg.channels, cfg.img_size, cfg.spectral_norm)
-    else:
-        D = DCGANDiscriminator(cfg.channels, cfg.img_size, cfg.width, cfg.spectral_norm)
-        dcgan_init_(G)
-        dcgan_init_(D)
-    return G, D
+        return MLPDiscriminator(cfg.channels, cfg.img_size, cfg.spectral_norm, num_classes)
+    return DCGANDiscriminator(cfg.channels, cfg.img_size, cfg.width, cfg.spectral_norm, cfg.d_batch_norm, num_classes)
+
+
+def build_models(cfg: TrainConfig, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+    """Fresh (G, D) for a training config; `num_classes` > 0 makes both class-conditional."""
+    G = build_generator(cfg.arch, cfg.latent_dim, cfg.channels, cfg.img_size, cfg.width, cfg.g_dropout, num_classes)
+    return G, build_discriminator(cfg, num_classes)

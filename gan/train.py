@@ -1,13 +1,14 @@
-"""The training loop: BCE GAN with Adam, EMA of G, per-epoch checkpoints, metrics, plots and grids.
+"""The training loop: a GAN with Adam (loss, D normalisation, TTUR, DiffAugment and R1 as configured),
+EMA of G, quality scores, per-epoch checkpoints, metrics, plots and grids.
 
 A run directory (`runs/00003-cats-dcgan/`) holds:
     config.json            resolved TrainConfig, written before the first step
     log.txt                what happened: data source, split sizes, skipped files, resumes
-    metrics.csv            one row per epoch: train and validation D loss, G loss, D(x), D(G(z))
+    metrics.csv            one row per epoch: train and validation D loss, G loss, D(x), D(G(z)), quality score
     loss.png               the curves, redrawn each epoch
     samples/               grids from a fixed z every --sample-interval batches and at each epoch end
     checkpoint.pt          G, D, EMA, both optimizers, AMP scaler, RNG state, epoch, step, history
-    generator.safetensors  the EMA generator (the artifact that export and eval read)
+    generator.safetensors  the best-scoring EMA generator (the artifact that export and eval read)
     generator.json
 Every file is written atomically, so a crash leaves the previous epoch's files intact, and
 `--resume` continues from the last checkpoint bit-identically on the CPU.
@@ -26,7 +27,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -34,14 +34,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 
+from gancli.gan import losses
 from gancli.gan.artifact import GeneratorSpec, save_generator
+from gancli.gan.augment import diff_augment
 from gancli.gan.config import TrainConfig, validate_config
 from gancli.gan.data import ImageData, load_images, to_model_range
-from gancli.gan.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects, init_process_group,
-                             launched_by_torchrun, select_device, sum_across_ranks, sync_buffers, weights_digest)
+from gancli.gan.distributed import (DistInfo, broadcast_object, cpu_threads, destroy_process_group, gather_objects,
+                                   init_process_group, launched_by_torchrun, select_device, sum_across_ranks,
+                                   sync_buffers, weights_digest)
 from gancli.gan.errors import ArtifactError, ConfigError, TrainingDiverged
 from gancli.gan.io import atomic_path, write_text_atomic
 from gancli.gan.networks import build_models
+from gancli.gan.quality import QualityJudge, make_judge
 
 CONFIG_NAME = "config.json"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -49,6 +53,7 @@ METRICS_NAME = "metrics.csv"
 PLOT_NAME = "loss.png"
 LOG_NAME = "log.txt"
 GRID_SIZE = 64  # images per sample grid (8 x 8)
+GRID_COLUMNS = 8
 
 
 @dataclass
@@ -64,6 +69,8 @@ class EpochMetrics:
     val_d_x: float
     val_d_g_z: float
     seconds: float
+    quality: float | None = None  # the judge's score of the EMA generator (lower is better), when scored
+    quality_is: float | None = None  # classifier IS alongside it, where the judge has classes
 
 
 class EMA:
@@ -135,24 +142,27 @@ def write_metrics(run_dir: Path, history: list[dict]) -> None:
     write_text_atomic(run_dir / METRICS_NAME, buf.getvalue())
 
 
-def plot_losses(run_dir: Path, history: list[dict]) -> None:
+def plot_losses(run_dir: Path, history: list[dict], quality_metric: str = "not scored") -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
 
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_d) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_d, ax_q) = plt.subplots(1, 3, figsize=(16, 4))
     for key, label, style in [("train_d_loss", "D train", "C0-"), ("val_d_loss", "D val", "C0--"),
                               ("train_g_loss", "G train", "C1-"), ("val_g_loss", "G val", "C1--")]:
         ax_loss.plot(epochs, [row[key] for row in history], style, marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="BCE loss", title="losses")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="losses")
     ax_loss.legend()
     for key, label, style in [("train_d_x", "D(x) train", "C2-"), ("val_d_x", "D(x) val", "C2--"),
                               ("train_d_g_z", "D(G(z)) train", "C3-"), ("val_d_g_z", "D(G(z)) val", "C3--")]:
         ax_d.plot(epochs, [row[key] for row in history], style, marker="o", label=label)
     ax_d.set(xlabel="epoch", ylabel="mean sigmoid(D)", ylim=(0, 1), title="discriminator outputs")
     ax_d.legend()
+    scored = [row for row in history if row.get("quality") is not None]
+    ax_q.plot([row["epoch"] for row in scored], [row["quality"] for row in scored], "C4-", marker="o")
+    ax_q.set(xlabel="epoch", ylabel="lower is better", title=f"quality: {quality_metric}")
     fig.tight_layout()
     with atomic_path(run_dir / PLOT_NAME) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -160,17 +170,28 @@ def plot_losses(run_dir: Path, history: list[dict]) -> None:
 
 
 @torch.no_grad()
-def save_grid(G_ema: nn.Module, fixed_z: torch.Tensor, path: Path) -> None:
-    images = G_ema(fixed_z).float().cpu()
+def save_grid(G_ema: nn.Module, fixed_z: torch.Tensor, fixed_labels: torch.Tensor | None, path: Path) -> None:
+    """8 images a row; a conditional G gets one row per class (the same 8 z in every row)."""
+    images = G_ema(fixed_z, fixed_labels).float().cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_image(images, tmp, nrow=8, normalize=True, value_range=(-1, 1))
 
 
-def generator_spec(cfg: TrainConfig, epochs: int) -> GeneratorSpec:
+def generator_spec(cfg: TrainConfig, epochs: int, class_names: list[str], quality: dict | None) -> GeneratorSpec:
     return GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
                          width=cfg.width, dataset=cfg.dataset_name, epochs=epochs, seed=cfg.seed,
-                         g_dropout=cfg.g_dropout)
+                         g_dropout=cfg.g_dropout, class_names=class_names, quality=quality)
+
+
+def fixed_grid_inputs(cfg: TrainConfig, num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """z (and labels) of the sample grids, from their own seeded generator: they never move the training RNG."""
+    z_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    if not num_classes:
+        return torch.randn(GRID_SIZE, cfg.latent_dim, generator=z_gen), None
+    rows = min(num_classes, GRID_SIZE // GRID_COLUMNS * 2)  # at most 16 classes drawn
+    z = torch.randn(GRID_COLUMNS, cfg.latent_dim, generator=z_gen).repeat(rows, 1)
+    return z, torch.arange(rows).repeat_interleave(GRID_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -186,12 +207,15 @@ class Trainer:
     --batch-size of real or of fake images, exactly as one process would, at no extra communication.
     """
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, info: DistInfo = DistInfo()):
+    def __init__(self, cfg: TrainConfig, device: torch.device, info: DistInfo = DistInfo(),
+                 class_names: list[str] | None = None):
         self.cfg = cfg
         self.device = device
         self.info = info
+        self.class_names = list(class_names or [])
+        self.num_classes = len(self.class_names)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.G, self.D = build_models(cfg)
+        self.G, self.D = build_models(cfg, self.num_classes)
         self.G.to(device)
         self.D.to(device)
         self.G_train, self.D_train = self.G, self.D
@@ -203,15 +227,20 @@ class Trainer:
         torch.manual_seed(cfg.seed + info.rank)
         self.ema = EMA(self.G, cfg.ema_decay)
         betas = (cfg.b1, cfg.b2)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        # A D without batch norm judges each image alone, so real and fake share one forward pass
+        # (and relativistic losses, which compare them, need that).
+        self.joint_d = not (cfg.arch == "dcgan" and cfg.d_batch_norm)
         self.use_amp = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
         self.epoch = 0  # epochs completed
         self.step = 0  # batches completed (per rank)
         self.history: list[dict] = []
-        # z for grids and validation come from their own generators: they never move the training RNG
-        self.fixed_z = torch.randn(GRID_SIZE, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1)).to(device)
+        self.best: dict | None = None  # {"metric", "value", "epoch", "num_images"} of the shipped EMA generator
+        fixed_z, fixed_labels = fixed_grid_inputs(cfg, self.num_classes)
+        self.fixed_z = fixed_z.to(device)
+        self.fixed_labels = fixed_labels.to(device) if fixed_labels is not None else None
 
     # --- checkpoints
 
@@ -227,7 +256,7 @@ class Trainer:
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.module.state_dict(),
             "ema_updates": self.ema.num_updates, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step, "history": self.history,
-            "rng": rng_states, "world_size": self.info.world_size,
+            "rng": rng_states, "world_size": self.info.world_size, "best": self.best,
         }
 
     def save_checkpoint(self, run_dir: Path) -> None:
@@ -257,6 +286,7 @@ class Trainer:
                               f"{self.info.world_size}; resume with the same torchrun --nproc-per-node")
         self.ema.num_updates = state["ema_updates"]
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+        self.best = state.get("best")
         rng = state["rng"][self.info.rank]
         torch.set_rng_state(rng["cpu"].cpu())
         if self.device.type == "cuda" and "cuda" in rng:
@@ -267,41 +297,72 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One D update then one G update on the same fakes (Goodfellow et al., non-saturating G loss)."""
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.cfg.diffaugment) if self.cfg.diffaugment else x
+
+    def discriminate(self, real: torch.Tensor, real_labels: torch.Tensor | None, fake: torch.Tensor,
+                     fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on real and fake images (both augmented), in one pass: for a D without batch norm."""
+        labels = torch.cat([real_labels, fake_labels]) if real_labels is not None else None
+        with self._autocast():
+            logits = self.D_train(self.augment(torch.cat([real, fake])), labels).float()
+        return logits[:real.shape[0]], logits[real.shape[0]:]
+
+    def r1_penalty(self, d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """R1 (Mescheder et al., 2018): squared norm of D's gradient at real images. The gradient is taken
+        of the AMP-scaled sum so fp16 does not underflow, then unscaled."""
+        scale = self.scaler.get_scale() if self.use_amp else 1.0
+        (grad,) = torch.autograd.grad(d_real.sum() * scale, real, create_graph=True)
+        return (grad.float() / scale).square().sum(dim=(1, 2, 3)).mean()
+
+    def train_step(self, real: torch.Tensor, real_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One D update then one G update on the same fakes."""
         cfg = self.cfg
         b = real.shape[0]
-        real_target = torch.full((b,), cfg.real_label, device=self.device)  # one-sided label smoothing
-        fake_target = torch.zeros(b, device=self.device)
         z = torch.randn(b, cfg.latent_dim, device=self.device)
+        fake_labels = torch.randint(self.num_classes, (b,), device=self.device) if self.num_classes else None
 
-        # D: real and fake batches go through D separately (each normalised by its own batch
-        # statistics, as in DCGAN), each followed by its own backward, which DDP requires.
         self.opt_D.zero_grad(set_to_none=True)
         with self._autocast():
-            fake = self.G_train(z)
-            d_real = self.D_train(real).float()
-            loss_D_real = F.binary_cross_entropy_with_logits(d_real, real_target)
-        self.scaler.scale(loss_D_real).backward()
-        with self._autocast():
-            d_fake = self.D_train(fake.detach()).float()
-            loss_D_fake = F.binary_cross_entropy_with_logits(d_fake, fake_target)
-        self.scaler.scale(loss_D_fake).backward()
+            fake = self.G_train(z, fake_labels)
+        if self.joint_d:
+            real = real.detach().requires_grad_(cfg.r1_gamma > 0)
+            d_real, d_fake = self.discriminate(real, real_labels, fake.detach(), fake_labels)
+            loss_D = losses.d_loss(cfg.loss, d_real, d_fake, cfg.real_label)
+            if cfg.r1_gamma > 0:
+                loss_D = loss_D + cfg.r1_gamma / 2 * self.r1_penalty(d_real, real)
+            self.scaler.scale(loss_D).backward()
+        else:
+            # Batch norm in D: real and fake batches go through D separately (each normalised by its
+            # own batch statistics, as in DCGAN), each followed by its own backward, which DDP requires.
+            with self._autocast():
+                d_real = self.D_train(self.augment(real), real_labels).float()
+                loss_D_real = losses.d_loss_real(cfg.loss, d_real, cfg.real_label)
+            self.scaler.scale(loss_D_real).backward()
+            with self._autocast():
+                d_fake = self.D_train(self.augment(fake.detach()), fake_labels).float()
+                loss_D_fake = losses.d_loss_fake(cfg.loss, d_fake)
+            self.scaler.scale(loss_D_fake).backward()
+            loss_D = loss_D_real + loss_D_fake
         self.scaler.step(self.opt_D)
 
         self.opt_G.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss_G = F.binary_cross_entropy_with_logits(self.D_train(fake).float(), torch.ones(b, device=self.device))
+        if cfg.loss in losses.RELATIVISTIC:
+            d_real_g, d_fake_g = self.discriminate(real.detach(), real_labels, fake, fake_labels)
+            loss_G = losses.g_loss(cfg.loss, d_fake_g, d_real_g)
+        else:
+            with self._autocast():
+                loss_G = losses.g_loss(cfg.loss, self.D_train(self.augment(fake), fake_labels).float())
         self.scaler.scale(loss_G).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
         self.ema.update(self.G)
-        return {"d_loss": (loss_D_real + loss_D_fake).detach(), "g_loss": loss_G.detach(),
+        return {"d_loss": loss_D.detach(), "g_loss": loss_G.detach(),
                 "d_x": torch.sigmoid(d_real.detach()).mean(), "d_g_z": torch.sigmoid(d_fake.detach()).mean()}
 
     @torch.no_grad()
-    def validate(self, val: torch.Tensor) -> dict[str, float]:
-        """Losses on held-out real images and on fakes from a fixed z.
+    def validate(self, val: torch.Tensor, val_labels: torch.Tensor | None = None) -> dict[str, float]:
+        """Losses on held-out real images and on fakes from a fixed z (no augmentation).
 
         G runs as it ships (eval mode). D normalises each batch by its own statistics, as in
         training: its running stats blend real and fake batches, so eval-mode D would judge
@@ -318,12 +379,14 @@ class Trainer:
                 real = to_model_range(val[start:start + cfg.batch_size])
                 b = real.shape[0]
                 z = torch.randn(b, cfg.latent_dim, generator=z_gen).to(self.device)
+                labels = val_labels[start:start + b] if val_labels is not None else None
+                fake_labels = (torch.randint(self.num_classes, (b,), generator=z_gen).to(self.device)
+                               if self.num_classes else None)
                 with self._autocast():
-                    d_real = self.D(real).float()
-                    d_fake = self.D(self.G(z)).float()
-                sums["d_loss"] += b * (F.binary_cross_entropy_with_logits(d_real, torch.full_like(d_real, cfg.real_label))
-                                       + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))).item()
-                sums["g_loss"] += b * F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake)).item()
+                    d_real = self.D(real, labels).float()
+                    d_fake = self.D(self.G(z, fake_labels), fake_labels).float()
+                sums["d_loss"] += b * losses.d_loss(cfg.loss, d_real, d_fake, cfg.real_label).item()
+                sums["g_loss"] += b * losses.g_loss(cfg.loss, d_fake, d_real).item()
                 sums["d_x"] += torch.sigmoid(d_real).sum().item()
                 sums["d_g_z"] += torch.sigmoid(d_fake).sum().item()
         self.G.train()
@@ -389,6 +452,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device
            info: DistInfo) -> Path:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    else:
+        torch.set_num_threads(cfg.threads or cpu_threads())
+    if cfg.r1_gamma > 0 and info.enabled:
+        raise ConfigError("--r1-gamma needs double backward, which DistributedDataParallel does not support; "
+                          "drop --r1-gamma under torchrun")
     data = load_images(cfg)
     run_dir = Path(resume) if resume is not None else None
     if info.is_main:
@@ -398,7 +466,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device
         write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
     run_dir = broadcast_object(info, run_dir)
 
-    trainer = Trainer(cfg, device, info)
+    trainer = Trainer(cfg, device, info, data.class_names)
     if resume is not None:
         trainer.load_checkpoint(run_dir)
         if trainer.epoch >= cfg.n_epochs:
@@ -418,6 +486,8 @@ def log_data(run_dir: Path, data: ImageData, device: torch.device, info: DistInf
     where = f"{info.world_size} processes on {device.type}" if info.enabled else f"device {device}"
     append_log(run_dir, f"data: {data.source}: {data.train.shape[0]} train, {data.val.shape[0]} validation images "
                         f"of {tuple(data.train.shape[1:])}; {where}", console)
+    if data.class_names:
+        append_log(run_dir, f"conditional on {len(data.class_names)} classes: {', '.join(data.class_names)}", console)
     append_log(run_dir, f"skipped {len(data.skipped)} unreadable file(s)", console)
     for path in data.skipped:
         append_log(run_dir, f"  skipped: {path}")
@@ -440,6 +510,13 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Consol
     cfg, device, info = trainer.cfg, trainer.device, trainer.info
     train_images = data.train.to(device)
     val_images = data.val.to(device)
+    train_labels = data.train_labels.to(device) if data.train_labels is not None else None
+    val_labels = data.val_labels.to(device) if data.val_labels is not None else None
+    judge = None
+    if info.is_main and cfg.eval_every:
+        with torch.random.fork_rng(devices=[]):  # building a feature network must not move the training RNG
+            judge = make_judge(data, (cfg.channels, cfg.img_size, cfg.img_size), device,
+                               lambda line: append_log(run_dir, line, console))
     images_per_rank = train_images.shape[0] // info.world_size
     n_batches = batches_per_epoch(images_per_rank, cfg.batch_size)
     progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -453,39 +530,67 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Consol
             sums = {"d_loss": 0.0, "g_loss": 0.0, "d_x": 0.0, "d_g_z": 0.0}
             started = time.perf_counter()
             for i in range(n_batches):
-                real = to_model_range(train_images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
-                losses = trainer.train_step(real)
-                check_finite(losses, epoch, i, run_dir)
+                batch = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                real = to_model_range(train_images[batch])
+                step_losses = trainer.train_step(real, train_labels[batch] if train_labels is not None else None)
+                check_finite(step_losses, epoch, i, run_dir)
                 trainer.step += 1
                 for k in sums:
-                    sums[k] += losses[k].item()
+                    sums[k] += step_losses[k].item()
                 if trainer.step % cfg.sample_interval == 0 and info.is_main:
-                    save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"step{trainer.step:07d}.png")
+                    save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels,
+                              run_dir / "samples" / f"step{trainer.step:07d}.png")
                 rate = (i + 1) * real.shape[0] * info.world_size / (time.perf_counter() - started)
-                progress.update(task, advance=1, stats=f"D {losses['d_loss'].item():.3f}  G {losses['g_loss'].item():.3f}  {rate:,.0f} img/s")
+                progress.update(task, advance=1, stats=f"D {step_losses['d_loss'].item():.3f}  "
+                                                       f"G {step_losses['g_loss'].item():.3f}  {rate:,.0f} img/s")
             trainer.epoch += 1
             sync_buffers(info, trainer.G, trainer.D, trainer.ema.module)
             sums = sum_across_ranks(info, sums)
-            finish_epoch(trainer, run_dir, val_images, {k: v / (n_batches * info.world_size) for k, v in sums.items()},
+            finish_epoch(trainer, run_dir, val_images, val_labels, judge,
+                         {k: v / (n_batches * info.world_size) for k, v in sums.items()},
                          time.perf_counter() - started, progress.console)
 
 
-def finish_epoch(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, train_means: dict[str, float],
-                 seconds: float, console: Console) -> None:
-    """Validate and write the epoch's outputs on rank 0; the checkpoint goes last, so a crash before
-    it redoes the whole epoch."""
+def finish_epoch(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, val_labels: torch.Tensor | None,
+                 judge: QualityJudge | None, train_means: dict[str, float], seconds: float, console: Console) -> None:
+    """Validate, score and write the epoch's outputs on rank 0; the checkpoint goes last, so a crash
+    before it redoes the whole epoch. The artifact is replaced only by a better-scoring EMA generator
+    (or every epoch when nothing is scored)."""
+    cfg = trainer.cfg
     if trainer.info.is_main:
+        scores = score_quality(trainer, judge)
         row = EpochMetrics(epoch=trainer.epoch, step=trainer.step,
                            **{f"train_{k}": v for k, v in train_means.items()},
-                           **{f"val_{k}": v for k, v in trainer.validate(val_images).items()},
-                           seconds=round(seconds, 3))
+                           **{f"val_{k}": v for k, v in trainer.validate(val_images, val_labels).items()},
+                           seconds=round(seconds, 3), quality=scores.get(judge.metric) if scores else None,
+                           quality_is=scores.get("is") if scores else None)
         trainer.history.append(asdict(row))
-        save_generator(trainer.ema.module, generator_spec(trainer.cfg, trainer.epoch), run_dir)
-        save_grid(trainer.ema.module, trainer.fixed_z, run_dir / "samples" / f"epoch{trainer.epoch:03d}.png")
+        improved = judge is None or (scores and (trainer.best is None or row.quality < trainer.best["value"]))
+        if scores and improved:
+            trainer.best = {"metric": f"{judge.metric} ({judge.feature_network})", "value": row.quality,
+                            "epoch": trainer.epoch, "num_images": cfg.eval_images,
+                            **{k: v for k, v in scores.items() if k != judge.metric}}
+        if improved:
+            save_generator(trainer.ema.module, generator_spec(cfg, trainer.epoch, trainer.class_names, trainer.best),
+                           run_dir)
+        save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels,
+                  run_dir / "samples" / f"epoch{trainer.epoch:03d}.png")
         write_metrics(run_dir, trainer.history)
-        plot_losses(run_dir, trainer.history)
+        plot_losses(run_dir, trainer.history, f"{judge.metric} ({judge.feature_network})" if judge else "not scored")
+        score_text = "  ".join(f"{k} {v:.4g}" for k, v in scores.items()) if scores else ""
+        kept = "  (kept)" if scores and improved else ""
         console.print(
-            f"epoch {trainer.epoch}/{trainer.cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
+            f"epoch {trainer.epoch}/{cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
             f"G {row.train_g_loss:.3f} (val {row.val_g_loss:.3f})  D(x) {row.train_d_x:.2f}  "
-            f"D(G(z)) {row.train_d_g_z:.2f}  {row.seconds:.1f}s", highlight=False)
+            f"D(G(z)) {row.train_d_g_z:.2f}  {score_text}{kept}  {row.seconds:.1f}s", highlight=False)
     trainer.save_checkpoint(run_dir)
+
+
+def score_quality(trainer: Trainer, judge: QualityJudge | None) -> dict[str, float]:
+    """The judge's scores of the EMA generator this epoch, or {} when it is not an --eval-every epoch.
+    The last epoch is always scored, so the shipped generator is the best of what was scored."""
+    cfg = trainer.cfg
+    if judge is None or (trainer.epoch % cfg.eval_every and trainer.epoch != cfg.n_epochs):
+        return {}
+    return judge.score(trainer.ema.module, cfg.latent_dim, cfg.eval_images, trainer.num_classes, cfg.seed + 3,
+                       trainer.device)

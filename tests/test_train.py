@@ -102,8 +102,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monk
     real_step = Trainer.train_step
     calls = {"n": 0}
 
-    def poisoned_step(self, real):
-        losses = real_step(self, real)
+    def poisoned_step(self, real, labels=None):
+        losses = real_step(self, real, labels)
         calls["n"] += 1
         if calls["n"] > 5:  # epoch 1 has 3 batches: poison epoch 2
             losses["d_loss"] = losses["d_loss"] * float("nan")
