@@ -1,4 +1,5 @@
-"""CPU per image file for runtime.writer's two atomic ways: O_TMPFILE + link against temp name + rename.
+"""CPU per image file for the two atomic ways of runtime/files.py, through runtime.writer: O_TMPFILE + link
+against temp name + rename.
 
 Writes the same small PNG (a 28x28 digit, ~300 bytes: where per-file cost matters most) N times
 each way into fresh folders, interleaved for --rounds, and prints medians and their ratio.
@@ -9,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from benchmarks.disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # noqa: E402
-from gancli.runtime import writer  # noqa: E402
+from disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # benchmarks/disk.py, beside this script
+from gancli.runtime import files, writer
 
 
 def cpu_per_file(write, folder: Path, data: np.ndarray, n: int) -> float:
@@ -39,7 +36,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work-dir", type=Path, help="where files are written (default: a temp folder on /tmp's disk)")
     args = parser.parse_args()
-    if not writer._anonymous_files.usable:
+    if not files._anonymous_files.usable:
         raise SystemExit("O_TMPFILE is not available here: gancli writes with temp name + rename only")
     digit = (np.random.default_rng(0).random((28, 28, 1)) > 0.8).astype(np.uint8) * 255
     data = writer.encode(digit, "png")
@@ -53,7 +50,7 @@ def main() -> None:
             for i, (name, write) in enumerate(ways.items()):
                 times[name].append(cpu_per_file(write, Path(work) / f"{r}-{i}", data, args.n))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} µs" for k, v in times.items()), flush=True)
-        if not writer._anonymous_files.usable:
+        if not files._anonymous_files.usable:
             raise SystemExit("O_TMPFILE stopped working on this file system mid-run; its figures are not valid")
         medians = {name: statistics.median(v) for name, v in times.items()}
         for name, value in medians.items():

@@ -40,25 +40,23 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+import numpy as np
+import torch
+from torch import nn
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from benchmarks.disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # noqa: E402
-from gancli.export.api import INT8_FILE  # noqa: E402
-from gancli.export.int8 import export_int8_onnx  # noqa: E402
-from gancli.export.onnx import export_onnx  # noqa: E402
-from gancli.export.parity import check_parity  # noqa: E402
-from gancli.gan.artifact import GeneratorSpec, load_generator  # noqa: E402
-from gancli.gan.networks import build_generator, dcgan_init_  # noqa: E402
-from gancli.runtime.generate import auto_batch_size, default_workers  # noqa: E402
-from gancli.runtime.latents import latents  # noqa: E402
-from gancli.runtime.metadata import OUTPUT_UINT8_NHWC  # noqa: E402
-from gancli.runtime.session import GeneratorSession  # noqa: E402
-from gancli.runtime.writer import FolderMaker, NPZ_CHUNK, write_image_files, write_npz_chunk  # noqa: E402
+from disk import SETTLED_FILES_PER_SECOND, wait_for_settled_disk  # benchmarks/disk.py, beside this script
+from gancli.export.api import INT8_FILE
+from gancli.export.int8 import export_int8_onnx
+from gancli.export.onnx import export_onnx
+from gancli.export.parity import check_parity
+from gancli.gan.artifact import GeneratorSpec, load_generator
+from gancli.gan.networks import build_generator
+from gancli.models import models_dir, shipped_generators
+from gancli.runtime.generate import auto_batch_size, default_workers
+from gancli.runtime.latents import latents
+from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
+from gancli.runtime.session import GeneratorSession
+from gancli.runtime.writer import FolderMaker, NPZ_CHUNK, write_image_files, write_npz_chunk
 
 MODELS = {  # the two shipped targets: --model NAME
     "cats": dict(name="cats-dcgan", arch="dcgan", latent_dim=100, channels=3, img_size=64, width=64, dataset="cats"),
@@ -70,9 +68,7 @@ IMAGE_POOL = 2_000  # (c) writes real generator images, cycling through this man
 
 def random_generator(cfg: dict) -> tuple[nn.Module, GeneratorSpec]:
     torch.manual_seed(0)
-    G = build_generator(cfg["arch"], cfg["latent_dim"], cfg["channels"], cfg["img_size"], cfg["width"])
-    if cfg["arch"] == "dcgan":
-        dcgan_init_(G)
+    G = build_generator(cfg["arch"], cfg["latent_dim"], cfg["channels"], cfg["img_size"], cfg["width"])  # self-initialised
     for m in G.modules():  # statistics of one batch: default ones make a random DCGAN output flat grey
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
@@ -88,13 +84,13 @@ def random_generator(cfg: dict) -> tuple[nn.Module, GeneratorSpec]:
 def load_weights(args: argparse.Namespace) -> tuple[nn.Module, GeneratorSpec, str]:
     """--artifact, else the shipped model when it has the target architecture, else random weights."""
     if args.model not in MODELS:  # a shipped model by its own name, whatever its architecture
-        G, spec = load_generator(REPO_ROOT / "models" / args.model)
+        G, spec = load_generator(models_dir() / args.model)
         return G, spec, f"shipped model {args.model} ({spec.arch} {spec.img_size}px width {spec.width}, {spec.epochs} epochs)"
     cfg = MODELS[args.model]
     if args.artifact is not None:
         G, spec = load_generator(args.artifact)
         return G, spec, f"weights from {args.artifact} ({spec.epochs} epochs)"
-    shipped = REPO_ROOT / "models" / cfg["name"]
+    shipped = models_dir() / cfg["name"]
     if (shipped / "generator.json").is_file():
         G, spec = load_generator(shipped)
         if (spec.arch, spec.img_size, spec.width) == (cfg["arch"], cfg["img_size"], cfg["width"]):
@@ -216,7 +212,7 @@ def startup_cpu() -> float:
     time their work only, so their CPU-based rates exclude it too."""
     samples = []
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", "import cli, runtime.generate"], cwd=REPO_ROOT)
+        proc = subprocess.Popen([sys.executable, "-c", "import gancli.cli, gancli.runtime.generate"])
         _, _, usage = os.wait4(proc.pid, 0)
         proc.returncode = 0
         samples.append(usage.ru_utime + usage.ru_stime)
@@ -227,7 +223,7 @@ def gancli_generate(model: Path, n: int, fmt: str, out: Path, batch: int | None,
     command = [sys.executable, "-m", "gancli.cli", "generate", "-n", str(n), "--out", str(out), "--model", str(model),
                "--device", device, "--format", fmt, "--batch-size", str(batch or "auto")]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak, finished = [0], threading.Event()
 
     def sample() -> None:
@@ -265,7 +261,7 @@ def threads_layout(model: Path, n: int, fmt: str, out: Path, batch: int | None) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    shipped = sorted(p.name for p in (REPO_ROOT / "models").glob("*") if (p / "generator.json").is_file())
+    shipped = shipped_generators()
     parser.add_argument("--model", choices=sorted(MODELS) + shipped, default="cats",
                         help="cats: DCGAN 64px width 64; mnist: the MLP; or a shipped model by name")
     parser.add_argument("--artifact", type=Path, help="generator artifact or run folder with trained weights")

@@ -3,7 +3,7 @@
 Image i is made from latents(seed, i) alone, named by i, and written atomically; a rerun makes only
 what is missing, and `shard=(k, m)` makes the k-th of m disjoint parts of the same set.
 
-Layouts (picked by device; measured on the 2-core CPU, see benchmarks/bench_generate.py):
+Layouts (picked by device; measured on a 2-core CPU, see benchmarks/bench_generate.py):
   processes  CPU: one process per core, each with a 1-thread onnxruntime session that makes z, runs
              the generator and encodes + writes its own batch inline. Cores never fight: the
              threads layout on the CPU (ORT on both cores overlapped with 2 encoder threads) made
@@ -63,7 +63,7 @@ IN_FLIGHT_PER_WORKER = 2  # one batch being made, one queued: keeps workers busy
 # 400-430 images/s per core from batch 16 to 256 (CPU time, interleaved), so 64 keeps in-flight
 # memory and Ctrl-C latency small. CPU MLP: 256 for files (tasks small enough to balance 2 workers
 # on a few thousand images), a whole 1,000-image chunk for npz (its GEMMs gain from size). CUDA:
-# not measured (no GPU in this session); large batches amortise launches and copies.
+# chosen, not measured: large batches amortise launches and copies (scripts/gpu_check.py times the result).
 AUTO_BATCH = {("cpu", "dcgan"): 64, ("cpu", "mlp"): 256, ("cuda", "dcgan"): 512, ("cuda", "mlp"): 4096}
 
 

@@ -86,8 +86,9 @@ def session_options(threads: int) -> ort.SessionOptions:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # Pool threads that spin between ops steal the cores other processes need: with 2 threads on
-    # this shared 2-core host, batch 64 ran at 344 images/s without spinning, 163 with (medians).
+    # Pool threads that spin between ops steal the cores other processes need: with 2 threads on a
+    # 2-core CPU shared with other work, batch 64 ran at 344 images/s without spinning, 163 with
+    # (medians; benchmarks/bench_generate.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 

@@ -6,7 +6,7 @@
    is loaded (target: <= 0.5 s);
 4. runs benchmarks/bench_generate.py on this host's CPU for comparison.
 
-Usage: python scripts/gpu_check.py [--data-root ../shared/datasets] [--work-dir /tmp/gancli-gpu]
+Usage: python scripts/gpu_check.py [--data-root DATA_ROOT] [--work-dir /tmp/gancli-gpu]
 Without a GPU it stops at once with one line: every step here needs CUDA.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+BENCH_GENERATE = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generate.py"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(REPO_ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding cats/ (default: $GANCLI_DATA_ROOT or ~/.cache/gancli/data)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/gancli-gpu"))
     parser.add_argument("-n", type=int, default=10_000)
     args = parser.parse_args()
@@ -60,7 +60,7 @@ def main() -> None:
     rows.append((f"generate {made.made:,} PNGs, CUDA EP (after load)",
                  f"{made.seconds:.2f} s, {made.images_per_second:,.0f} images/s (target <= 0.5 s for 10,000)"))
 
-    bench = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_generate.py"), "--artifact",
+    bench = subprocess.run([sys.executable, str(BENCH_GENERATE), "--artifact",
                             str(run_dir), "--parts", "abcdt"], capture_output=True, text=True)
     rows.append(("benchmarks/bench_generate.py (CPU layouts of this host)", "exit 0, output below" if bench.returncode == 0
                  else f"exit {bench.returncode}"))
