@@ -62,30 +62,31 @@ def write_error(path: str | Path, e: OSError) -> GenerateError:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
-    """runtime.files.atomic_file with an OSError turned into a one-line GenerateError (the temp file is
-    removed on any failure; KeyboardInterrupt passes through)."""
+def generate_errors(path: str | Path) -> Iterator[None]:
+    """An OSError while writing `path` becomes a one-line GenerateError (the temp file is already removed)."""
     try:
-        with files.atomic_file(path) as f:
-            yield f
+        yield
     except OSError as e:
         raise write_error(path, e) from e
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """runtime.files.atomic_file, an OSError as a GenerateError (KeyboardInterrupt passes through)."""
+    with generate_errors(path), files.atomic_file(path) as f:
+        yield f
 
 
 def write_bytes_atomic(path: str | Path, data: bytes | np.ndarray) -> None:
     """runtime.files.write_bytes_atomic (O_TMPFILE + link, else temp + rename), an OSError as a GenerateError."""
-    try:
+    with generate_errors(path):
         files.write_bytes_atomic(path, data)
-    except OSError as e:
-        raise write_error(path, e) from e
 
 
 def write_bytes_renamed(path: str | Path, data: bytes | np.ndarray) -> None:
     """runtime.files.write_bytes_renamed (temp + rename), an OSError as a GenerateError."""
-    try:
+    with generate_errors(path):
         files.write_bytes_renamed(path, data)
-    except OSError as e:
-        raise write_error(path, e) from e
 
 
 def encode(image: np.ndarray, fmt: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from gancli.gan.errors import EvalError
 from gancli.gan.evaluate import evaluate_model
 from gancli.gan.feature_networks import mnist_classifier_network
 from gancli.gan.networks import build_generator
-from gancli.gan.real_data import RealData, load_mnist_nhwc
+from gancli.gan.real_data import RealData, load_real_data
 from gancli.gan.scoring import IMAGE_SETS
 from gancli.gan.untrained import untrained_generator_images
 from gancli.runtime.errors import GenerateError
@@ -22,14 +22,14 @@ from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 
 
 @pytest.fixture(scope="module")
-def mnist(data_root) -> dict[str, np.ndarray]:
-    return {split: load_mnist_nhwc(data_root, train=split == "train", download=False)[0] for split in ("train", "test")}
+def mnist(data_root) -> RealData:
+    return load_real_data("mnist", data_root, (28, 28, 1), download=False)
 
 
 def test_evaluate_images_reports_every_score_beside_its_references(mnist):
-    real = RealData("mnist", mnist["train"][:5000], mnist["test"][:500], mnist["train"][:5000], True, "subset")
+    real = RealData("mnist", mnist.training[:5000], mnist.test[:500], mnist.training[:5000], True, "subset")
     untrained = untrained_generator_images("dcgan", 16, 1, 28, 200, width=8, seed=0)
-    generated = mnist["test"][500:800]
+    generated = mnist.test[500:800]
     networks = [mnist_classifier_network()]
     result = evaluate.evaluate_images(generated, untrained, real, networks, ["a note"], kid_subsets=5,
                                       kid_subset_size=100, memorisation_sample=100)
@@ -48,10 +48,10 @@ def test_evaluate_images_reports_every_score_beside_its_references(mnist):
 
 
 def test_generated_images_of_the_wrong_shape_are_one_clear_error(mnist):
-    real = RealData("mnist", mnist["train"][:100], mnist["test"][:50], mnist["train"][:100], True, "subset")
+    real = RealData("mnist", mnist.training[:100], mnist.test[:50], mnist.training[:100], True, "subset")
     wrong = np.zeros((20, 32, 32, 3), dtype=np.uint8)
     with pytest.raises(EvalError, match=r"untrained generator images are \[28, 28, 1\] but the real ones are \[32, "):
-        evaluate.evaluate_images(wrong, mnist["test"][:20], real, [])
+        evaluate.evaluate_images(wrong, mnist.test[:20], real, [])
     with pytest.raises(EvalError, match="must be uint8"):
         evaluate.evaluate_images(wrong.astype(np.float32), wrong, real, [])
 

@@ -4,31 +4,27 @@ from __future__ import annotations
 import pytest
 
 from gancli.gan import feature_networks as fn
+from gancli.gan import fid_inception
 from gancli.gan.errors import EvalError
-from gancli.gan.fid_inception import INCEPTION_WEIGHTS_ENV
 
 
-@pytest.fixture
-def no_inception_weights(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
-
-
-def test_without_inception_weights_a_folder_gets_no_network_and_notes_say_why(no_inception_weights):
+def test_without_inception_weights_a_folder_gets_no_network_and_notes_say_why(monkeypatch):
+    monkeypatch.setattr(fid_inception, "find_inception_weights", lambda path=None: None)
     networks, notes = fn.feature_networks("cats", None)
     assert networks == []
-    assert any("no Inception weights found" in n and INCEPTION_WEIGHTS_ENV in n for n in notes)
+    assert any("no Inception weights found" in n and fid_inception.INCEPTION_WEIGHTS_ENV in n for n in notes)
     assert any("only MNIST has one" in n for n in notes)
 
 
-def test_mnist_gets_the_shipped_classifier(no_inception_weights):
+def test_mnist_gets_the_shipped_classifier(monkeypatch):
+    monkeypatch.setattr(fid_inception, "find_inception_weights", lambda path=None: None)
     networks, notes = fn.feature_networks("mnist", None)
     assert [(n.name, n.fd_name) for n in networks] == [("mnist-classifier", "FCD")]
     assert networks[0].info["feature_dim"] == 128 and len(notes) == 1
 
 
-def test_named_but_missing_inception_weights_is_one_clear_error(no_inception_weights, tmp_path, monkeypatch):
-    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(tmp_path / "nowhere.pth"))
+def test_named_but_missing_inception_weights_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(fid_inception.INCEPTION_WEIGHTS_ENV, str(tmp_path / "nowhere.pth"))
     with pytest.raises(EvalError, match=r"\$GANCLI_INCEPTION_WEIGHTS names .* does not exist") as e:
         fn.feature_networks("mnist", None)
     assert "\n" not in str(e.value)
