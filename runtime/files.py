@@ -100,15 +100,22 @@ _NO_TMPFILE_OPEN = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
 _NO_TMPFILE_LINK = {errno.EXDEV, errno.EPERM}
 
 
+def _not_supported(e: OSError, errnos: set[int]) -> bool:
+    """True, with the O_TMPFILE way switched off for good, when `e` says the file system cannot do it."""
+    if e.errno in errnos:
+        _anonymous_files.usable = False
+        return True
+    return False
+
+
 def _write_anonymous(folder_fd: int, name: str, data: bytes | np.ndarray) -> bool:
     """O_TMPFILE in the folder, filled, then linked as `name`. False: this way is not possible here."""
     try:
         fd = os.open(".", os.O_WRONLY | os.O_TMPFILE, FILE_MODE, dir_fd=folder_fd)
     except OSError as e:
-        if e.errno not in _NO_TMPFILE_OPEN:
-            raise
-        _anonymous_files.usable = False
-        return False
+        if _not_supported(e, _NO_TMPFILE_OPEN):
+            return False
+        raise
     try:
         _write_all(fd, memoryview(data).cast("B"))
         # a dir fd makes this linkat(..., AT_SYMLINK_FOLLOW); plain link() would try to hard-link the
@@ -118,10 +125,9 @@ def _write_anonymous(folder_fd: int, name: str, data: bytes | np.ndarray) -> boo
     except FileExistsError:
         return False  # an earlier copy of this file: replaced the portable way
     except OSError as e:
-        if e.errno not in _NO_TMPFILE_LINK:
-            raise
-        _anonymous_files.usable = False
-        return False
+        if _not_supported(e, _NO_TMPFILE_LINK):
+            return False
+        raise
     finally:
         os.close(fd)
 
