@@ -1,16 +1,17 @@
 """gancli: train, export and deploy GAN image generators.
 
-The public Python API (the CLI is a thin layer over these same functions, with the same arguments
-and errors):
+The public Python API; the command line is a thin layer over these same functions, so they take the
+same arguments and raise the same errors:
 
     import gancli
-    images = gancli.generate_array("mnist-dcgan", 16, seed=0)     # uint8 [16, 28, 28, 1]
-    gancli.generate(1000, "samples/", model="cats-dcgan")           # files + manifest.jsonl
-    gancli.export("runs/00003-cats-dcgan", fmt="onnx")             # ONNX with parity checked
-    scores = gancli.evaluate("mnist-dcgan", "mnist", n=10_000)      # dict of scores
+    images = gancli.generate_array("mnist-dcgan", 16, seed=0)   # uint8 array [16, 28, 28, 1]
+    gancli.generate(1000, "samples/", model="cats-dcgan")         # files + manifest.jsonl
+    gancli.export_generator("runs/00003-cats-dcgan", fmt="onnx")  # ONNX, parity checked
+    scores = gancli.evaluate("mnist-dcgan", "mnist", n=10_000)    # dict of scores
 
-Importing gancli loads neither torch nor onnxruntime; each function imports what it needs.
-Expected failures raise `gancli.GancliError` subclasses with a one-line message.
+`import gancli` loads neither torch nor onnxruntime; each function imports what it needs (generate
+and generate_array never load torch). Expected failures raise a `gancli.GancliError` subclass whose
+message is one line naming the problem and the fix.
 """
 from __future__ import annotations
 
@@ -29,43 +30,74 @@ try:
 except metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["GancliError", "__version__", "evaluate", "export", "generate", "generate_array"]
+__all__ = ["GancliError", "__version__", "evaluate", "export_generator", "generate", "generate_array"]
 
 
-def generate(n, out, model=None, **options):
-    """Write images 0..n-1 of `model` (a shipped name, a model folder or an .onnx file) into `out`.
+def _batch_size(value):
+    """None or "auto" -> None (chosen per device and model); a positive int (or its digits) -> int."""
+    from gancli.runtime.errors import GenerateError
 
-    Options as `gancli generate`: batch_size, device, seed, fmt, shard, grid, precision, layout.
-    Returns a GenerateResult (counts, rate, device, layout).
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise GenerateError(f"--batch-size must be a positive integer or auto, not {value!r}")
+
+
+def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fmt="png", shard="0/1", grid=None,
+             precision=None, on_progress=None, **options):
+    """Write images 0..n-1 of `model` into the folder `out`, as `gancli generate` does.
+
+    model: a shipped model name (default "cats-dcgan"), a model folder or an .onnx file from
+    `gancli export`. batch_size: a positive int or "auto"; device: "auto", "cuda" or "cpu"; fmt:
+    "png", "jpg" or "npz"; shard: "K/M"; grid: a PNG path for a grid of the first 64 images;
+    precision: None (fp32) or "int8"; on_progress(made, total): called after each batch.
+    `options` go to gancli.runtime.generate.generate (workers, layout). Images already in `out` are
+    kept, not made again. Returns a GenerateResult (made, already, seconds, device, layout, ...).
     """
     from gancli.runtime.generate import generate as _generate
 
-    return _generate(n, out, model, **options)
+    return _generate(n, out, model, batch_size=_batch_size(batch_size), device=device, seed=seed, fmt=fmt, shard=shard,
+                     grid=grid, precision=precision, on_progress=on_progress, **options)
 
 
 def generate_array(model=None, n=64, seed=0, device="auto", precision=None):
-    """Images 0..n-1 of `model` as one uint8 NHWC array (the same images `generate` writes)."""
+    """Images 0..n-1 of `model` as one uint8 array [n, height, width, channels]: the same images
+    `generate` writes as files with the same seed. `model` as in `generate`."""
+    from gancli.runtime.generate import check_arguments
     from gancli.runtime.generate import generate_array as _generate_array
 
+    check_arguments(n, "png", None, seed, "0/1")
     images, _meta = _generate_array(model, n, seed=seed, device=device, precision=precision)
     return images
 
 
-def export(source, fmt="all", out=None, **options):
-    """Export a run directory or generator folder to ONNX and/or TorchScript, checked for parity.
+def export_generator(source, fmt="all", out=None, *, opset=None, fp16=False, int8=False, console=None):
+    """Export a run folder or generator folder to ONNX and/or TorchScript, as `gancli export` does.
 
-    Options as `gancli export`: opset, fp16, int8. Returns an ExportResult.
+    fmt: "onnx", "torchscript" or "all"; out: the folder (default SOURCE/export); opset: the ONNX
+    opset (default 20); fp16 / int8: also write the half-precision / int8 CPU graphs; console: a
+    rich Console to print the parity table on. Every file is checked against eager PyTorch and
+    nothing is written if one fails. Returns an ExportResult (out_dir, files, parity report).
     """
-    from gancli.export.api import export_generator
+    from gancli.export.api import export_generator as _export_generator
 
-    return export_generator(source, fmt, out, **options)
+    options = {} if opset is None else {"opset": opset}
+    return _export_generator(source, fmt, out, fp16=fp16, int8=int8, console=console, **options)
 
 
-def evaluate(model, dataset, n=10_000, **options):
-    """Score a generator against real data, as `gancli eval`; returns the results as a dict.
+def evaluate(model, dataset, n=10_000, *, seed=0, data_root=None, inception_weights=None, device="auto",
+             precision=None, log=None):
+    """Score images 0..n-1 of `model` against the real `dataset` ("mnist", "cats" or a folder), as
+    `gancli eval` does; returns the results as a dict ready for JSON (scores with their floor and
+    ceiling, digit shares for MNIST, memorisation check, notes, and the model scored).
 
-    Options: seed, data_root, inception_weights, device, precision.
+    inception_weights: pytorch-fid's weights file for FID/KID/IS (default: $GANCLI_INCEPTION_WEIGHTS,
+    then the torch hub cache); log(line): called with progress lines.
     """
-    from gancli.gan.evaluation import evaluate_model
+    from gancli.gan.evaluate import evaluate_model
 
-    return evaluate_model(model, dataset, n=n, **options)
+    return evaluate_model(model, dataset, n, seed=seed, data_root=data_root, inception_weights=inception_weights,
+                          device=device, precision=precision, log=log)

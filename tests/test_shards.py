@@ -50,7 +50,7 @@ def test_three_shard_processes_equal_one_run_file_for_file(model, tmp_path):
     assert len(image_files(single)) == N
     assert image_files(sharded) == image_files(single)
 
-    merged = gancli("generate", "-n", str(N), "--out", str(sharded), "--merge-manifests")
+    merged = gancli("merge", "-n", str(N), "--out", str(sharded))
     assert merged.returncode == 0, merged.stdout + merged.stderr
     lines = [json.loads(line) for line in (sharded / "manifest.jsonl").read_text().splitlines()]
     single_lines = [json.loads(line) for line in (single / "manifest.jsonl").read_text().splitlines()]
@@ -63,13 +63,13 @@ def test_merge_names_what_is_missing_or_doubled(model, tmp_path):
     for k in (0, 2):
         result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--model", str(model), "--shard", f"{k}/3"])
         assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--merge-manifests"])
+    result = runner.invoke(app, ["merge", "-n", "30", "--out", str(out)])
     assert result.exit_code == 1 and "lacks the manifests of shards 1/3" in result.output
     result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--model", str(model), "--shard", "1/3"])
     assert result.exit_code == 0, result.output
     first = (out / "manifest-0-of-3.jsonl").read_text().splitlines()[0]
     with open(out / "manifest-1-of-3.jsonl", "a") as f:
         f.write(first + "\n")
-    result = runner.invoke(app, ["generate", "-n", "30", "--out", str(out), "--merge-manifests"])
+    result = runner.invoke(app, ["merge", "-n", "30", "--out", str(out)])
     assert result.exit_code == 1 and "shards must be disjoint" in result.output
     assert not (out / "manifest.jsonl").exists()

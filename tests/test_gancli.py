@@ -1,0 +1,81 @@
+"""The public Python API in gancli/__init__.py: generate, generate_array, export, evaluate."""
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import gancli
+from gancli.cli import app
+
+
+def test_import_gancli_loads_neither_torch_nor_onnxruntime():
+    probe = ("import sys, gancli; print(gancli.__version__, sorted(m for m in sys.modules "
+             "if m.split('.')[0] in ('torch', 'torchvision', 'onnxruntime', 'numpy', 'cv2')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(" ", 1) == [gancli.__version__, "[]\n"]
+
+
+def test_generate_array_is_what_the_cli_writes(tmp_path):
+    images = gancli.generate_array("mnist-mlp", 8, seed=3, device="cpu")
+    assert images.shape == (8, 28, 28, 1) and images.dtype == np.uint8
+    result = CliRunner().invoke(app, ["generate", "-n", "8", "--out", str(tmp_path), "--model", "mnist-mlp",
+                                      "--seed", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.glob("*/*.png"))
+    assert len(files) == 8
+    written = np.stack([cv2.imread(str(f), cv2.IMREAD_UNCHANGED) for f in files])[..., None]
+    np.testing.assert_array_equal(images, written)
+    again = gancli.generate_array("mnist-mlp", 4, seed=3, device="cpu")  # image i depends on (seed, i) only
+    np.testing.assert_array_equal(again, images[:4])
+
+
+def test_generate_array_default_model_is_cats_dcgan():
+    images = gancli.generate_array(n=2, device="cpu")
+    assert images.shape == (2, 64, 64, 3) and images.dtype == np.uint8
+
+
+def test_generate_writes_files_and_returns_its_result(tmp_path):
+    result = gancli.generate(5, tmp_path, model="mnist-dcgan", device="cpu", batch_size="2", fmt="npz")
+    assert (result.made, result.already, result.batch_size) == (5, 0, 2)
+    assert (tmp_path / "manifest.jsonl").is_file() and list(tmp_path.glob("*/*.npz"))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda tmp: gancli.generate_array("no-such-model", 4), "no model 'no-such-model'"),
+    (lambda tmp: gancli.generate_array(str(tmp / "missing.onnx"), 4), "not found"),
+    (lambda tmp: gancli.generate_array("mnist-mlp", 0), "positive"),
+    (lambda tmp: gancli.generate_array("mnist-mlp", 4, device="tpu"), "unknown device"),
+    (lambda tmp: gancli.generate(4, tmp, "mnist-mlp", batch_size="big"), "--batch-size"),
+    (lambda tmp: gancli.generate(4, tmp, "mnist-mlp", shard="3/2"), "--shard"),
+    (lambda tmp: gancli.export_generator(tmp / "no-run"), str("no-run")),
+    (lambda tmp: gancli.evaluate("mnist-mlp", "mnist", n=1), "too few"),
+])
+def test_bad_input_raises_a_one_line_gancli_error(tmp_path, call, message):
+    with pytest.raises(gancli.GancliError) as e:
+        call(tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("command, function, cli_only", [
+    ("generate", gancli.generate, set()),
+    ("export", gancli.export_generator, set()),
+    ("eval", gancli.evaluate, {"out"}),  # the CLI writes the returned dict as JSON
+])
+def test_the_api_takes_every_argument_the_cli_has(command, function, cli_only):
+    cli_names = {p.name for p in typer.main.get_command(app).commands[command].params} - cli_only
+    missing = cli_names - set(inspect.signature(function).parameters)
+    assert not missing
+
+
+def test_export_generator_is_not_shadowed_by_the_export_subpackage():
+    import gancli.export.api  # noqa: F401  (importing a subpackage sets gancli.export to it)
+
+    assert callable(gancli.export_generator) and gancli.export_generator.__module__ == "gancli"
