@@ -26,8 +26,6 @@ from gancli.gan.memorisation import memorisation_check
 from gancli.gan.real_data import RealData, load_real_data
 from gancli.gan.scoring import MIN_IMAGES, Log, check_images, score_with_network
 from gancli.gan.untrained import untrained_generator_images
-# gan/quality.py imports to_uint8_nhwc from here; its home is gancli.runtime.pixels
-from gancli.runtime.pixels import to_uint8_nhwc  # noqa: F401
 
 DEFAULT_WIDTH = 64  # build_generator's default dcgan width, for models with no generator.json beside them
 
