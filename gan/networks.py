@@ -47,16 +47,20 @@ class LabelledLatent(nn.Module):
 
 
 class Projection(nn.Module):
-    """<embed(y), features> added to D's logit (Miyato & Koyama, 2018); absent when unconditional."""
+    """<embed(y), features> added to D's logit (Miyato & Koyama, 2018), and an auxiliary class head on
+    the same features (Odena et al., 2017's AC-GAN) for the class loss; absent when unconditional."""
 
     def __init__(self, num_classes: int, feature_dim: int, spectral_norm: bool):
         super().__init__()
         self.embed = _sn(nn.Embedding(num_classes, feature_dim), spectral_norm) if num_classes else None
+        self.classifier = _sn(nn.Linear(feature_dim, num_classes), spectral_norm) if num_classes else None
 
-    def forward(self, logit: torch.Tensor, features: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, logit: torch.Tensor, features: torch.Tensor, label: torch.Tensor | None,
+                with_classes: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.embed is None:
             return logit
-        return logit + (self.embed(label) * features).sum(dim=1)
+        logit = logit + (self.embed(label) * features).sum(dim=1)
+        return (logit, self.classifier(features)) if with_classes else logit
 
 
 class MLPGenerator(nn.Module):
@@ -102,9 +106,10 @@ class MLPDiscriminator(nn.Module):
         self.out = _sn(nn.Linear(256, 1), spectral_norm)
         self.projection = Projection(num_classes, 256, spectral_norm)
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None, with_classes: bool = False):
+        """One logit per image [B]; with `with_classes` (conditional D only) also class logits [B, classes]."""
         h = self.features(x)
-        return self.projection(self.out(h).view(-1), h, label)
+        return self.projection(self.out(h).view(-1), h, label, with_classes)
 
 
 def dcgan_plan(img_size: int, width: int) -> tuple[int, list[int]]:
@@ -175,9 +180,10 @@ class DCGANDiscriminator(nn.Module):
         self.projection = Projection(num_classes, widths[-1], spectral_norm)
         dcgan_init_(self)
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None, with_classes: bool = False):
+        """One logit per image [B]; with `with_classes` (conditional D only) also class logits [B, classes]."""
         h = self.features(x)
-        return self.projection(self.out(h).view(-1), h.sum(dim=(2, 3)), label)
+        return self.projection(self.out(h).view(-1), h.sum(dim=(2, 3)), label, with_classes)
 
 
 def dcgan_init_(module: nn.Module) -> None:
