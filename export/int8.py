@@ -9,6 +9,10 @@ interleaves (same MACs, same function); then it is quantized statically (per-cha
 int8 weights, uint8 activations calibrated on seeded z that are never the z a user generates from).
 The MLP's Gemms are quantized dynamically (activation ranges per batch at run time).
 
+A class-conditional G concatenates a label embedding to z in its input layer (G.input) and leaves
+every layer of G.net as it is, so the rewrite (of G.net only) is the same; its first layer simply
+sees a longer vector. Calibration feeds labels cycling through every class with its z.
+
 The file carries `precision: "int8"` in its metadata, which gives it its own parity bar (parity.py).
 """
 from __future__ import annotations
@@ -35,7 +39,7 @@ from gancli.export.wrapper import PRECISION_INT8
 from gancli.gan.artifact import GeneratorSpec
 from gancli.runtime.files import atomic_path
 from gancli.runtime.latents import latents
-from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
+from gancli.runtime.metadata import INPUT_NAME, LABEL_NAME, OUTPUT_UINT8_NHWC
 
 CALIBRATION_SEED = 12345  # not a seed users generate from by default (0): calibration z are not checked z
 CALIBRATION_IMAGES = 512
@@ -134,11 +138,19 @@ def subpixel_generator(G: nn.Module) -> nn.Module:
     return G
 
 
-def check_same_function(original: nn.Module, rewritten: nn.Module, latent_dim: int) -> None:
+def calibration_labels(indices: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """Labels cycling through every class (None for an unconditional G)."""
+    return (indices % num_classes).astype(np.int64) if num_classes else None
+
+
+def check_same_function(original: nn.Module, rewritten: nn.Module, latent_dim: int, num_classes: int = 0) -> None:
     """The rewrite is exact up to float summation order; anything more is a bug, not quantization."""
-    z = torch.from_numpy(latents(CALIBRATION_SEED, np.arange(16), latent_dim))
+    indices = np.arange(max(16, num_classes))
+    inputs = [torch.from_numpy(latents(CALIBRATION_SEED, indices, latent_dim))]
+    if num_classes:
+        inputs.append(torch.from_numpy(calibration_labels(indices, num_classes)))
     with torch.no_grad():
-        error = (rewritten(z) - copy.deepcopy(original).cpu().float().eval()(z)).abs().max().item()
+        error = (rewritten(*inputs) - copy.deepcopy(original).cpu().float().eval()(*inputs)).abs().max().item()
     if not error <= 1e-4:
         raise ExportError(f"the sub-pixel rewrite of the generator is off by {error:.2g}; not exporting int8")
 
@@ -148,7 +160,7 @@ def export_int8_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, opset: int =
     source = G
     if spec.arch == "dcgan":
         source = subpixel_generator(G)
-        check_same_function(G, source, spec.latent_dim)
+        check_same_function(G, source, spec.latent_dim, spec.num_classes)
     with tempfile.TemporaryDirectory(prefix="gancli-int8-") as work:
         plain, quantized = Path(work) / "float.onnx", Path(work) / "int8.onnx"
         meta = export_onnx(source, spec, plain, output_kind=OUTPUT_UINT8_NHWC, opset=opset)
@@ -170,7 +182,8 @@ def quantize(plain: Path, quantized: Path, spec: GeneratorSpec, keep_float: list
     if spec.arch == "dcgan":
         # Percentile calibration clips the rare extreme activations that would stretch each 8-bit
         # range (MNIST DCGAN, 99th percentile of the pixel error: 9 levels against 11 with min-max)
-        quantize_static(str(plain), str(quantized), Calibration(spec.latent_dim), quant_format=QuantFormat.QDQ,
+        quantize_static(str(plain), str(quantized), Calibration(spec.latent_dim, spec.num_classes),
+                        quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.Percentile)
     else:
@@ -208,11 +221,18 @@ def output_layer_nodes(model: onnx.ModelProto) -> list[str]:
 
 
 class Calibration(CalibrationDataReader):
-    """Seeded z for the activation ranges."""
+    """Seeded z (and, for a conditional G, labels cycling through every class) for the activation ranges."""
 
-    def __init__(self, latent_dim: int):
-        self.batches = iter([{"z": latents(CALIBRATION_SEED, np.arange(k, k + CALIBRATION_BATCH), latent_dim)}
+    def __init__(self, latent_dim: int, num_classes: int = 0):
+        self.batches = iter([self.batch(np.arange(k, k + CALIBRATION_BATCH), latent_dim, num_classes)
                              for k in range(0, CALIBRATION_IMAGES, CALIBRATION_BATCH)])
+
+    @staticmethod
+    def batch(indices: np.ndarray, latent_dim: int, num_classes: int) -> dict[str, np.ndarray]:
+        feeds = {INPUT_NAME: latents(CALIBRATION_SEED, indices, latent_dim)}
+        if num_classes:
+            feeds[LABEL_NAME] = calibration_labels(indices, num_classes)
+        return feeds
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)

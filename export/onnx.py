@@ -1,6 +1,7 @@
 """ONNX export with the torch.export-based exporter, metadata embedded, checked, written atomically."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import onnx
@@ -8,10 +9,10 @@ import torch
 from torch import nn
 
 from gancli.export.errors import ExportError
-from gancli.export.wrapper import build_metadata, example_z, export_wrapper
+from gancli.export.wrapper import build_metadata, example_inputs, export_wrapper
 from gancli.gan.artifact import GeneratorSpec
 from gancli.runtime.files import atomic_path
-from gancli.runtime.metadata import INPUT_NAME, METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, ModelMetadata
+from gancli.runtime.metadata import INPUT_NAME, LABEL_NAME, METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, ModelMetadata
 
 DEFAULT_OPSET = 20
 # The torch.export-based exporter implements opset 18 and up; below that it silently keeps 18.
@@ -23,7 +24,7 @@ def export_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, output_kind: str 
     """Write G as one self-describing ONNX file at `path` (atomically) and return its metadata.
 
     The dynamo exporter folds batch norm into the convolutions and gives a clean graph; only the
-    batch axis of `z` and `images` is dynamic.
+    batch axis of `z` (and `label`, for a conditional G) and `images` is dynamic.
     """
     check_opset(opset)
     meta = build_metadata(spec, output_kind, fp16)
@@ -40,10 +41,14 @@ def export_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, output_kind: str 
 def onnx_model(G: nn.Module, spec: GeneratorSpec, output_kind: str, fp16: bool, opset: int) -> onnx.ModelProto:
     wrapper = export_wrapper(G, spec, output_kind, fp16)
     batch = torch.export.Dim("batch")
-    with torch.no_grad():
+    inputs = example_inputs(spec)
+    names = [INPUT_NAME, LABEL_NAME][:len(inputs)]  # the wrapper's forward(z, label) argument names
+    with torch.no_grad(), warnings.catch_warnings():
+        # z and label share the one batch axis; the exporter warns that it names it once (as it should)
+        warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used", category=UserWarning)
         program = torch.onnx.export(
-            wrapper, (example_z(spec),), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamo=True, dynamic_shapes={INPUT_NAME: {0: batch}}, verbose=False,
+            wrapper, inputs, input_names=names, output_names=[OUTPUT_NAME],
+            opset_version=opset, dynamo=True, dynamic_shapes={name: {0: batch} for name in names}, verbose=False,
         )
     return program.model_proto
 

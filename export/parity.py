@@ -3,7 +3,9 @@
 One function, `check_parity`, used by `gancli export` and by the tests (timm's check_forward).
 Each file is run on fresh seeded z at several batch sizes, in TorchScript or in onnxruntime (CPU,
 plus CUDA when a GPU is there), and compared with eager PyTorch in float32 on the CPU. The file's
-own metadata says what it outputs and in which precision, which picks the bar it must meet.
+own metadata says what it outputs and in which precision, which picks the bar it must meet. A
+class-conditional generator gets labels that cycle through its classes, continuing from batch to
+batch, so every class is checked (any number up to the 792 images of the default checks).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from gancli.export.errors import ExportError, ParityError
 from gancli.export.onnx import read_metadata as read_onnx_metadata
 from gancli.export.torchscript import load_torchscript
 from gancli.export.wrapper import PRECISION_FP16, PRECISION_INT8
-from gancli.runtime.metadata import INPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.metadata import INPUT_NAME, LABEL_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
 from gancli.runtime.pixels import to_levels
 from gancli.runtime.session import open_session
 
@@ -45,7 +47,7 @@ CUDA_EP = "CUDAExecutionProvider"
 PROVIDER_OPTIONS = {CUDA_EP: {"use_tf32": "0"}}
 RUNTIME_NAMES = {CPU_EP: "onnxruntime-cpu", CUDA_EP: "onnxruntime-cuda"}
 
-Runner = Callable[[np.ndarray], np.ndarray]
+Runner = Callable[[np.ndarray, np.ndarray | None], np.ndarray]  # (z, labels or None) -> output
 
 
 @dataclass
@@ -82,6 +84,8 @@ class ParityReport:
     batch_sizes: list[int]
     seeds: list[int]
     results: list[ParityResult] = field(default_factory=list)
+    classes: int = 0  # a conditional generator's number of classes (0: unconditional)
+    classes_checked: int = 0  # how many of them the checks fed as labels
 
     @property
     def passed(self) -> bool:
@@ -120,19 +124,34 @@ def check_parity(G: nn.Module, files: Sequence[Path], batch_sizes: Sequence[int]
     G = copy.deepcopy(G).cpu().float().eval()
     checks = [check for path in files for check in file_checks(Path(path), providers or default_providers())]
     latent_dim = shared_latent_dim(checks)
+    num_classes = shared_num_classes(checks)
+    fed: set[int] = set()
+    images = 0  # fed so far: each batch's labels continue the cycle of classes
     for seed in seeds:
         for batch in batch_sizes:
             z = random_z(seed, batch, latent_dim)
-            reference = eager_images(G, z)
+            labels = parity_labels(images, batch, num_classes)
+            images += batch
+            if labels is not None:
+                fed.update(labels.tolist())
+            reference = eager_images(G, z, labels)
             for check in checks:
-                error = pixel_errors(check.run(z), reference, check.meta)
+                error = pixel_errors(check.run(z, labels), reference, check.meta)
                 if check.meta.precision == PRECISION_INT8:
                     check.errors.append(error.ravel())
                 # np.maximum, not max(): a NaN error must stick and fail the check
                 check.worst = float(np.maximum(check.worst, error.max()))
-    report = ParityReport(list(batch_sizes), list(seeds), [result_of(c) for c in checks])
+    report = ParityReport(list(batch_sizes), list(seeds), [result_of(c) for c in checks], num_classes, len(fed))
     raise_if_failed(report)
     return report
+
+
+def parity_labels(first: int, batch: int, num_classes: int) -> np.ndarray | None:
+    """Labels first, first + 1, ... modulo the number of classes (None for an unconditional G), where
+    `first` counts the images checked before: the checks cover every class there is room for."""
+    if not num_classes:
+        return None
+    return (first + np.arange(batch, dtype=np.int64)) % num_classes
 
 
 def result_of(check: Check) -> ParityResult:
@@ -162,9 +181,10 @@ def file_checks(path: Path, providers: Sequence[str]) -> list[Check]:
         return [Check(path, meta, RUNTIME_NAMES.get(p, p), onnx_runner(path, p)) for p in providers]
     module, meta = load_torchscript(path)
 
-    def run_torchscript(z: np.ndarray) -> np.ndarray:
+    def run_torchscript(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        inputs = (torch.from_numpy(z),) if labels is None else (torch.from_numpy(z), torch.from_numpy(labels))
         with torch.no_grad():
-            return module(torch.from_numpy(z)).numpy()
+            return module(*inputs).numpy()
 
     return [Check(path, meta, "torchscript", run_torchscript)]
 
@@ -176,7 +196,11 @@ def onnx_runner(path: Path, provider: str) -> Runner:
     if session.get_providers()[0] != provider:
         # onnxruntime falls back to the CPU silently; a result labelled CUDA must have run there.
         raise ExportError(f"onnxruntime could not start {provider} for {path.name}; check the CUDA and cuDNN libraries")
-    return lambda z: session.run(None, {INPUT_NAME: z})[0]
+    return lambda z, labels: session.run(None, feeds(z, labels))[0]
+
+
+def feeds(z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    return {INPUT_NAME: z} if labels is None else {INPUT_NAME: z, LABEL_NAME: labels}
 
 
 def shared_latent_dim(checks: list[Check]) -> int:
@@ -186,14 +210,23 @@ def shared_latent_dim(checks: list[Check]) -> int:
     return sizes.pop()
 
 
+def shared_num_classes(checks: list[Check]) -> int:
+    sizes = {c.meta.class_names for c in checks}
+    if len(sizes) != 1:
+        raise ExportError("the files disagree on the classes of the generator; check files of one generator only")
+    return len(sizes.pop())
+
+
 def random_z(seed: int, batch: int, latent_dim: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, latent_dim), dtype=np.float32)
 
 
-def eager_images(G: nn.Module, z: np.ndarray) -> np.ndarray:
-    """The reference: G in float32 on the CPU, eval mode, float NCHW."""
+def eager_images(G: nn.Module, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """The reference: G in float32 on the CPU, eval mode, float NCHW (given labels when conditional)."""
     with torch.no_grad():
-        return G(torch.from_numpy(z)).numpy()
+        if labels is None:
+            return G(torch.from_numpy(z)).numpy()
+        return G(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
 
 
 def pixel_errors(output: np.ndarray, reference: np.ndarray, meta: ModelMetadata) -> np.ndarray:

@@ -12,16 +12,17 @@ from torch import nn
 from gancli.gan.artifact import GeneratorSpec
 from gancli.runtime.files import atomic_path
 from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, ModelMetadata
-from gancli.export.wrapper import build_metadata, example_z, export_wrapper
+from gancli.export.wrapper import build_metadata, example_inputs, export_wrapper
 
 
 def export_torchscript(G: nn.Module, spec: GeneratorSpec, path: Path, output_kind: str = OUTPUT_FLOAT_NCHW,
                        fp16: bool = False) -> ModelMetadata:
-    """Trace G behind the export wrapper and write it at `path` (atomically); return its metadata."""
+    """Trace G behind the export wrapper and write it at `path` (atomically); return its metadata. A
+    conditional G is traced with (z, label), so the module takes both."""
     meta = build_metadata(spec, output_kind, fp16)
     wrapper = export_wrapper(G, spec, output_kind, fp16)
     with torch.no_grad(), quiet_jit_deprecation():
-        traced = torch.jit.trace(wrapper, example_z(spec))
+        traced = torch.jit.trace(wrapper, example_inputs(spec))
     with atomic_path(Path(path)) as tmp, quiet_jit_deprecation():
         torch.jit.save(traced, str(tmp), _extra_files={METADATA_KEY: meta.to_json()})
     return meta

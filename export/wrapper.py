@@ -1,7 +1,7 @@
 """The fixed contract every exported generator follows, whatever the format.
 
-Input `z` float32 [batch, latent_dim], output `images`; only the batch axis is dynamic (timm's
-onnx_export). The wrapper runs G in eval mode (BN running statistics, no dropout), optionally in
+Input `z` float32 [batch, latent_dim] (and, for a class-conditional G, `label` int64 [batch]), output
+`images`; only the batch axis is dynamic (timm's onnx_export). The wrapper runs G in eval mode (BN running statistics, no dropout), optionally in
 half precision, and optionally turns its output into the uint8 NHWC bytes an image encoder takes.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from gancli.gan.artifact import GeneratorSpec, gancli_version
-from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.metadata import (CONDITIONAL_FORMAT_VERSION, OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC,
+                                     UNCONDITIONAL_FORMAT_VERSION, ModelMetadata)
 from gancli.runtime.pixels import to_levels
 from gancli.export.errors import ExportError
 
@@ -24,7 +25,8 @@ TRACE_BATCH = 2
 
 
 class ExportWrapper(nn.Module):
-    """z float32 [B, latent_dim] -> images: float32 [B, C, H, W] in value_range, or uint8 [B, H, W, C]."""
+    """z float32 [B, latent_dim] (and label int64 [B] when G is conditional) -> images: float32 [B, C, H, W]
+    in value_range, or uint8 [B, H, W, C]."""
 
     def __init__(self, G: nn.Module, spec: GeneratorSpec, output_kind: str, fp16: bool):
         super().__init__()
@@ -36,8 +38,9 @@ class ExportWrapper(nn.Module):
         self.output_kind = output_kind
         self.value_range = (float(spec.value_range[0]), float(spec.value_range[1]))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.G(z.half() if self.fp16 else z).float()
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.half() if self.fp16 else z
+        x = (self.G(z) if label is None else self.G(z, label)).float()
         if self.output_kind == OUTPUT_UINT8_NHWC:
             # the package's one rounding rule (runtime/pixels.py), traced into the graph
             x = to_levels(x, self.value_range).to(torch.uint8)
@@ -65,9 +68,18 @@ def build_metadata(spec: GeneratorSpec, output_kind: str, fp16: bool) -> ModelMe
         precision=PRECISION_FP16 if fp16 else PRECISION_FP32,
         gancli_version=gancli_version(),
         weights_sha256=spec.weights_sha256,
+        format_version=CONDITIONAL_FORMAT_VERSION if spec.class_names else UNCONDITIONAL_FORMAT_VERSION,
+        class_names=tuple(spec.class_names),
     )
 
 
 def example_z(spec: GeneratorSpec, batch: int = TRACE_BATCH, seed: int = 0) -> torch.Tensor:
     """Seeded z to trace with; the values do not matter, only the shape and dtype."""
     return torch.randn(batch, spec.latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def example_inputs(spec: GeneratorSpec, batch: int = TRACE_BATCH) -> tuple[torch.Tensor, ...]:
+    """What to trace with: (z,), or (z, label) for a conditional G (labels 0, 1, ...: any valid ones do)."""
+    if not spec.class_names:
+        return (example_z(spec, batch),)
+    return example_z(spec, batch), torch.arange(batch, dtype=torch.int64) % spec.num_classes

@@ -3,6 +3,10 @@
 Stored as one JSON string under the key `gancli` in ONNX `metadata_props` and in TorchScript
 `_extra_files` (yolov5's custom_metadata_map, parsed as JSON, never eval'd), so an exported file
 needs no other file beside it.
+
+A class-conditional generator has a second input, `label` int64 [batch] (indices into
+`class_names`), and its metadata lists the class names (format version 2). An unconditional one
+keeps the contract of format version 1 exactly: one input `z`, no `class_names` key.
 """
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ from dataclasses import asdict, dataclass
 from gancli.runtime.errors import GenerateError
 
 METADATA_KEY = "gancli"
-METADATA_FORMAT_VERSION = 1
+METADATA_FORMAT_VERSION = 2  # the newest this version reads
+UNCONDITIONAL_FORMAT_VERSION = 1  # what an unconditional model is written as: version 1, unchanged
+CONDITIONAL_FORMAT_VERSION = 2  # adds class_names and the `label` input
 INPUT_NAME = "z"
+LABEL_NAME = "label"  # conditional models only: int64 [batch], indices into class_names
 OUTPUT_NAME = "images"
 
 # What the single output holds.
@@ -38,21 +45,43 @@ class ModelMetadata:
     precision: str  # weights' precision inside the graph ("fp32", "fp16"); I/O stays float32 z
     gancli_version: str
     weights_sha256: str
-    format_version: int = METADATA_FORMAT_VERSION
+    format_version: int = UNCONDITIONAL_FORMAT_VERSION
+    # a class-conditional model: label i means class_names[i]; () when unconditional (older files have no key)
+    class_names: tuple[str, ...] = ()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one image, whatever the output layout."""
         return (self.channels, self.img_size, self.img_size)
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.class_names)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The graph's inputs, in order: `z`, then `label` when conditional."""
+        return [INPUT_NAME, LABEL_NAME] if self.conditional else [INPUT_NAME]
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if self.conditional:
+            data["class_names"] = list(self.class_names)
+        else:
+            del data["class_names"]  # an unconditional model's metadata is version 1's, key for key
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> "ModelMetadata":
         try:
             data = json.loads(text)
             data["value_range"] = tuple(data["value_range"])
+            if "class_names" in data:
+                data["class_names"] = tuple(str(name) for name in data["class_names"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise MetadataError(f"{source}: gancli metadata is not valid JSON of the expected form ({e})") from e
         if data.get("format_version", 0) > METADATA_FORMAT_VERSION:
@@ -63,6 +92,8 @@ class ModelMetadata:
             raise MetadataError(f"{source}: gancli metadata has missing or unknown fields ({e}); re-export the model") from e
         if meta.output_kind not in OUTPUT_KINDS:
             raise MetadataError(f"{source}: unknown output kind {meta.output_kind!r}; re-export the model")
+        if len(set(meta.class_names)) != len(meta.class_names) or not all(meta.class_names):
+            raise MetadataError(f"{source}: the class names in its metadata are empty or repeated; re-export the model")
         return meta
 
     @classmethod

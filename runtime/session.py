@@ -1,4 +1,5 @@
-"""An exported generator as an onnxruntime session: z [B, latent_dim] float32 -> uint8 images [B, H, W, C].
+"""An exported generator as an onnxruntime session: z [B, latent_dim] float32 (and, for a class-conditional
+model, label int64 [B]) -> uint8 images [B, H, W, C].
 
 Everything about the model (z size, image shape, output layout) comes from its gancli metadata, so
 a file that lacks it is refused rather than guessed at. On CUDA the input and output are bound with
@@ -18,7 +19,8 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.metadata import INPUT_NAME, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.metadata import (INPUT_NAME, LABEL_NAME, OUTPUT_FLOAT_NCHW, OUTPUT_NAME, OUTPUT_UINT8_NHWC,
+                                     ModelMetadata)
 from gancli.runtime.pixels import to_uint8_nhwc
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -144,8 +146,11 @@ class GeneratorSession:
         props = self.session.get_modelmeta().custom_metadata_map
         meta = ModelMetadata.from_props(props, str(self.path))
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
-            raise GenerateError(f"{self.path}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}; re-export it with `gancli export`")
+        if [i.name for i in inputs] != meta.input_names or [o.name for o in outputs] != [OUTPUT_NAME]:
+            expected = " and ".join(repr(name) for name in meta.input_names)
+            raise GenerateError(f"{self.path}: expected input {expected} and one output {OUTPUT_NAME!r}"
+                                f"{' (its metadata lists classes)' if meta.conditional else ''}; "
+                                f"re-export it with `gancli export`")
         if inputs[0].shape[-1] != meta.latent_dim:
             raise GenerateError(f"{self.path}: input z has size {inputs[0].shape[-1]} but the metadata says {meta.latent_dim}; re-export it")
         return meta
@@ -154,22 +159,42 @@ class GeneratorSession:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
-    def run_raw(self, z: np.ndarray) -> np.ndarray:
-        """The graph's own output for z [B, latent_dim] float32 (float NCHW or uint8 NHWC, per metadata)."""
+    def feeds(self, z: np.ndarray, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The graph's inputs: z, and for a conditional model the labels (int64 [B], each < num_classes)."""
         z = np.ascontiguousarray(z, dtype=np.float32)
+        if not self.metadata.conditional:
+            if labels is not None:
+                raise GenerateError(f"{self.path} is an unconditional model; it takes no labels")
+            return {INPUT_NAME: z}
+        if labels is None:
+            raise GenerateError(f"{self.path} is class-conditional; pass a label per image")
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        if labels.shape != (len(z),):
+            raise GenerateError(f"labels must be one per image: got shape {list(labels.shape)} for {len(z)} z")
+        bad = labels[(labels < 0) | (labels >= self.metadata.num_classes)]
+        if len(bad):
+            raise GenerateError(f"label {int(bad[0])} is outside {self.path}'s classes 0 to "
+                                f"{self.metadata.num_classes - 1}; pass labels of its classes")
+        return {INPUT_NAME: z, LABEL_NAME: labels}
+
+    def run_raw(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """The graph's own output for z [B, latent_dim] float32 (and labels int64 [B] when conditional):
+        float NCHW or uint8 NHWC, per metadata."""
+        feeds = self.feeds(z, labels)
         if self._io_binding is None:
-            return self.session.run([OUTPUT_NAME], {INPUT_NAME: z})[0]
+            return self.session.run([OUTPUT_NAME], feeds)[0]
         binding = self._io_binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
-        binding.bind_cpu_input(INPUT_NAME, z)
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
         binding.bind_output(OUTPUT_NAME, "cuda")  # stays on the GPU until the one copy below
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
-    def images(self, z: np.ndarray) -> np.ndarray:
-        """uint8 images [B, H, W, C] for z [B, latent_dim]."""
-        out = self.run_raw(z)
+    def images(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """uint8 images [B, H, W, C] for z [B, latent_dim] (and labels [B] when conditional)."""
+        out = self.run_raw(z, labels)
         if self.metadata.output_kind == OUTPUT_UINT8_NHWC:
             return out
         assert self.metadata.output_kind == OUTPUT_FLOAT_NCHW

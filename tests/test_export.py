@@ -1,4 +1,5 @@
-"""Export: ONNX and TorchScript files with the fixed contract, embedded metadata and parity with eager G."""
+"""Export: ONNX and TorchScript files with the fixed contract, embedded metadata and parity with eager G;
+class-conditional generators take (z, label) in every format and route each label as eager G does."""
 from __future__ import annotations
 
 import json
@@ -16,13 +17,14 @@ from gancli import cli
 from gancli.export import parity
 from gancli.export.api import export_generator
 from gancli.export.errors import ParityError
-from gancli.export.int8 import subpixel_generator
+from gancli.export.int8 import Calibration, subpixel_generator
 from gancli.export.onnx import export_onnx
 from gancli.export.parity import check_parity
 from gancli.gan.artifact import GeneratorSpec, load_generator, save_generator
 from gancli.gan.errors import ArtifactError
 from gancli.gan.networks import build_generator
 from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, ModelMetadata
+from gancli.runtime.session import GeneratorSession
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -59,13 +61,17 @@ def randomize_weights_(G: nn.Module, seed: int) -> None:
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
 
 
-def make_artifact(folder: Path, arch: str, seed: int = 0) -> Path:
+CLASS_NAMES = ["zero", "one", "two"]
+
+
+def make_artifact(folder: Path, arch: str, seed: int = 0, class_names: list[str] | None = None) -> Path:
     torch.manual_seed(seed)
     sizes = TINY[arch]
-    G = build_generator(arch, sizes["latent_dim"], sizes["channels"], sizes["img_size"], sizes["width"], dropout=0.1)
+    G = build_generator(arch, sizes["latent_dim"], sizes["channels"], sizes["img_size"], sizes["width"], dropout=0.1,
+                        num_classes=len(class_names or []))
     randomize_weights_(G, seed)
     spec = GeneratorSpec(arch=arch, dataset="cats" if sizes["channels"] == 3 else "mnist", epochs=1, seed=seed,
-                         g_dropout=0.1, **sizes)
+                         g_dropout=0.1, class_names=list(class_names or []), **sizes)
     save_generator(G, spec, folder)
     return folder
 
@@ -86,14 +92,33 @@ def small_artifact(tmp_path) -> Path:
     return make_artifact(tmp_path / "artifact", "mlp")
 
 
-def eager(G: nn.Module, z: np.ndarray) -> np.ndarray:
+@pytest.fixture(scope="module", params=["mlp", "dcgan"])
+def conditional_artifact(request, tmp_path_factory) -> Path:
+    return make_artifact(tmp_path_factory.mktemp(f"c{request.param}"), request.param, class_names=CLASS_NAMES)
+
+
+@pytest.fixture(scope="module")
+def conditional_exported(conditional_artifact, tmp_path_factory):
+    """A class-conditional G in every format, fp16 and int8 included."""
+    return export_generator(conditional_artifact, "all", tmp_path_factory.mktemp("cout") / "export", fp16=True,
+                            int8=True)
+
+
+def eager(G: nn.Module, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     with torch.no_grad():
-        return G.eval()(torch.from_numpy(z)).numpy()
+        if labels is None:
+            return G.eval()(torch.from_numpy(z)).numpy()
+        return G.eval()(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
 
 
-def run_onnx(path: Path, z: np.ndarray) -> np.ndarray:
+def run_onnx(path: Path, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"z": z})[0]
+    return session.run(None, {"z": z} if labels is None else {"z": z, "label": labels})[0]
+
+
+def as_levels(x: np.ndarray) -> np.ndarray:
+    """Eager float NCHW output as the uint8 graphs quantise it, NHWC."""
+    return np.clip(np.round((x + 1) / 2 * 255), 0, 255).transpose(0, 2, 3, 1)
 
 
 def fresh_z(seed: int, batch: int, latent_dim: int) -> np.ndarray:
@@ -205,6 +230,8 @@ def test_metadata_round_trips_through_onnxruntime_alone(exported, artifact):
         assert data["value_range"] == list(spec["value_range"])
         assert (data["output_kind"], data["precision"]) == (kind, precision)
         assert ModelMetadata.from_props(props).image_shape == (spec["channels"], spec["img_size"], spec["img_size"])
+        # an unconditional model keeps format 1's metadata, key for key: no class_names, version 1
+        assert "class_names" not in data and data["format_version"] == 1
     assert len(spec["weights_sha256"]) == 64
 
 
@@ -256,12 +283,116 @@ def test_export_onnx_leaves_callers_generator_alone(small_artifact, tmp_path):
     assert [p.name for p in out.iterdir()] == ["g.onnx"], "the temp file of the atomic write was left behind"
 
 
+# --- class-conditional generators ------------------------------------------------------------------
+
+def test_conditional_graph_takes_z_and_an_int64_label_on_one_batch_axis(conditional_exported):
+    for name in ALL_FILES:
+        if not name.endswith(".onnx"):
+            continue
+        model = onnx.load(str(conditional_exported.out_dir / name))
+        assert [i.name for i in model.graph.input] == ["z", "label"], name
+        assert [o.name for o in model.graph.output] == ["images"]
+        z, label = (i.type.tensor_type for i in model.graph.input)
+        assert (z.elem_type, label.elem_type) == (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64)
+        assert len(label.shape.dim) == 1 and z.shape.dim[1].dim_value == 16
+        assert z.shape.dim[0].dim_param and label.shape.dim[0].dim_param == z.shape.dim[0].dim_param, name
+
+
+def test_every_format_routes_each_label_as_eager_g_does(conditional_exported, conditional_artifact):
+    """Label routing: the graph run with label k gives what G(z, k) gives, for every class, in every file."""
+    G, spec = load_generator(conditional_artifact)
+    z = fresh_z(4, 32, spec.latent_dim)
+    by_label = {}
+    for k in range(len(CLASS_NAMES)):
+        labels = np.full(len(z), k, dtype=np.int64)
+        reference = eager(G, z, labels)
+        by_label[k] = reference
+        for name, (kind, precision) in ALL_FILES.items():
+            path = conditional_exported.out_dir / name
+            if path.suffix == ".onnx":
+                out = run_onnx(path, z, labels)
+            else:
+                with torch.no_grad():
+                    out = torch.jit.load(str(path))(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
+            if kind == OUTPUT_FLOAT_NCHW:
+                assert np.abs(out - reference).max() <= (2e-2 if precision == "fp16" else 1e-4), (name, k)
+            else:
+                errors = np.abs(out.astype(np.int16) - as_levels(reference))
+                bar = {"fp32": (1, 1), "fp16": (4, 4), "int8": (1.5, 255)}[precision]  # (mean, max) in levels
+                assert errors.mean() <= bar[0] and errors.max() <= bar[1], (name, k)
+    # the label matters: the same z with another label is another image
+    assert np.abs(by_label[0] - by_label[1]).mean() > 1e-3 and np.abs(by_label[1] - by_label[2]).mean() > 1e-3
+
+
+def test_one_batch_of_mixed_labels_is_each_image_with_its_own_label(conditional_exported, conditional_artifact):
+    """A conditional model run per label and on mixed labels agree image for image (through the runtime's
+    session, as `gancli generate` runs it)."""
+    session = GeneratorSession(conditional_exported.out_dir / "generator-uint8.onnx", device="cpu")
+    assert session.metadata.class_names == tuple(CLASS_NAMES)
+    z = fresh_z(5, 12, session.metadata.latent_dim)
+    mixed = np.arange(12, dtype=np.int64) % 3
+    together = session.images(z, mixed)
+    for k in range(3):
+        alone = session.images(z[mixed == k], np.full(int(np.sum(mixed == k)), k, dtype=np.int64))
+        np.testing.assert_array_equal(together[mixed == k], alone)
+
+
+def test_conditional_parity_covers_every_class(conditional_exported):
+    assert (conditional_exported.report.classes, conditional_exported.report.classes_checked) == (3, 3)
+    on_disk = json.loads((conditional_exported.out_dir / "parity.json").read_text())
+    assert on_disk["passed"] is True and (on_disk["classes"], on_disk["classes_checked"]) == (3, 3)
+    assert parity.parity_labels(0, 7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert parity.parity_labels(1, 2, 3).tolist() == [1, 2] and parity.parity_labels(0, 5, 0) is None
+
+
+def test_conditional_metadata_lists_the_class_names(conditional_exported, conditional_artifact):
+    spec = json.loads((conditional_artifact / "generator.json").read_text())
+    for name in ALL_FILES:
+        path = conditional_exported.out_dir / name
+        if path.suffix == ".onnx":
+            props = ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+        else:
+            props = {METADATA_KEY: ""}
+            torch.jit.load(str(path), _extra_files=props)
+        data = json.loads(props[METADATA_KEY])
+        assert data["class_names"] == spec["class_names"] == CLASS_NAMES and data["format_version"] == 2, name
+        meta = ModelMetadata.from_props(props)
+        assert (meta.num_classes, meta.input_names) == (3, ["z", "label"])
+
+
+def test_metadata_of_older_files_still_reads_and_newer_is_refused():
+    old = {"arch": "dcgan", "channels": 1, "dataset": "mnist", "format_version": 1, "gancli_version": "0.1.0",
+           "img_size": 28, "latent_dim": 100, "output_kind": "uint8_nhwc", "precision": "fp32",
+           "value_range": [-1.0, 1.0], "weights_sha256": "ab"}
+    meta = ModelMetadata.from_json(json.dumps(old))
+    assert (meta.class_names, meta.conditional, meta.input_names) == ((), False, ["z"])
+    assert json.loads(meta.to_json()) == old  # written back key for key
+    with pytest.raises(Exception, match="newer than this gancli reads"):
+        ModelMetadata.from_json(json.dumps({**old, "format_version": 3}))
+    with pytest.raises(Exception, match="empty or repeated"):
+        ModelMetadata.from_json(json.dumps({**old, "format_version": 2, "class_names": ["a", "a"]}))
+
+
+def test_conditional_subpixel_rewrite_keeps_the_label_input():
+    """The int8 rewrite changes G.net only; the label embedding before it stays, so G(z, y) is unchanged."""
+    torch.manual_seed(0)
+    G = build_generator("dcgan", 16, 1, 28, width=8, num_classes=4)
+    randomize_weights_(G, 0)
+    rewritten = subpixel_generator(G)
+    z, y = torch.randn(8, 16), torch.arange(8) % 4
+    with torch.no_grad():
+        torch.testing.assert_close(rewritten(z, y), G.eval()(z, y), atol=1e-5, rtol=0)
+    batch = Calibration.batch(np.arange(6), 16, 4)  # calibration feeds labels of every class with its z
+    assert sorted(batch) == ["label", "z"] and batch["label"].tolist() == [0, 1, 2, 3, 0, 1]
+    assert sorted(Calibration.batch(np.arange(6), 16, 0)) == ["z"]
+
+
 # --- failures: one line, exit 1, nothing written ---------------------------------------------------
 
 @pytest.mark.parametrize("corruption", [1e-3, float("nan")])
 def test_failed_parity_raises_and_keeps_no_file(small_artifact, tmp_path, monkeypatch, corruption):
     true_reference = parity.eager_images
-    monkeypatch.setattr(parity, "eager_images", lambda G, z: true_reference(G, z) + corruption)
+    monkeypatch.setattr(parity, "eager_images", lambda G, z, labels=None: true_reference(G, z, labels) + corruption)
     with pytest.raises(ParityError, match=r"generator\.torchscript\.pt \(torchscript\)"):
         export_generator(small_artifact, "torchscript", tmp_path / "out")
     assert leftovers(small_artifact) == []
