@@ -5,6 +5,7 @@ same arguments and raise the same errors:
 
     import gancli
     images = gancli.generate_array("mnist-dcgan", 16, seed=0)   # uint8 array [16, 28, 28, 1]
+    images, labels = gancli.generate_array("mnist-cdcgan", 16, classes="3,7", return_labels=True)
     gancli.generate(1000, "samples/", model="cats-dcgan")         # files + manifest.jsonl
     gancli.export_generator("runs/00003-cats-dcgan", fmt="onnx")  # ONNX, parity checked
     scores = gancli.evaluate("mnist-dcgan", "mnist", n=10_000)    # dict of scores
@@ -30,7 +31,7 @@ try:
 except metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["GancliError", "__version__", "evaluate", "export_generator", "generate", "generate_array"]
+__all__ = ["GancliError", "__version__", "class_names", "evaluate", "export_generator", "generate", "generate_array"]
 
 
 def _batch_size(value):
@@ -47,31 +48,49 @@ def _batch_size(value):
 
 
 def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fmt="png", shard="0/1", grid=None,
-             precision=None, on_progress=None, **options):
+             precision=None, classes=None, file_layout="flat", on_progress=None, **options):
     """Write images 0..n-1 of `model` into the folder `out`, as `gancli generate` does.
 
     model: a shipped model name (default "cats-dcgan"), a model folder or an .onnx file from
     `gancli export`. batch_size: a positive int or "auto"; device: "auto", "cuda" or "cpu"; fmt:
     "png", "jpg" or "npz"; shard: "K/M"; grid: a PNG path for a grid of the first 64 images;
-    precision: None (fp32) or "int8"; on_progress(made, total): called after each batch.
-    `options` go to gancli.runtime.generate.generate (workers, layout). Images already in `out` are
-    kept, not made again. Returns a GenerateResult (made, already, seconds, device, layout, ...).
+    precision: None (fp32) or "int8"; classes (`--class`): for a class-conditional model, the
+    classes to make, as "3,7" or a list of names (str) or indices (int), default every class (image
+    i gets the (i mod count)-th); file_layout (`--layout`): "flat" or "imagefolder" (OUT/<class
+    name>/<index>.png); on_progress(made, total): called after each batch. `options` go to
+    gancli.runtime.generate.generate (workers, and layout: how work is spread over processes or
+    threads). Images already in `out` are kept, not made again. Returns a GenerateResult (made,
+    already, seconds, device, classes, ...).
     """
     from gancli.runtime.generate import generate as _generate
 
     return _generate(n, out, model, batch_size=_batch_size(batch_size), device=device, seed=seed, fmt=fmt, shard=shard,
-                     grid=grid, precision=precision, on_progress=on_progress, **options)
+                     grid=grid, precision=precision, classes=classes, file_layout=file_layout,
+                     on_progress=on_progress, **options)
 
 
-def generate_array(model=None, n=64, seed=0, device="auto", precision=None):
+def generate_array(model=None, n=64, seed=0, device="auto", precision=None, classes=None, return_labels=False):
     """Images 0..n-1 of `model` as one uint8 array [n, height, width, channels]: the same images
-    `generate` writes as files with the same seed. `model` as in `generate`."""
+    `generate` writes as files with the same seed (and classes). `model` and `classes` as in `generate`.
+
+    With return_labels=True, returns (images, labels): labels int64 [n], each image's class as an
+    index into `class_names(model)`, or None for an unconditional model.
+    """
     from gancli.runtime.generate import check_arguments
     from gancli.runtime.generate import generate_array as _generate_array
 
     check_arguments(n, "png", None, seed, "0/1")
-    images, _meta = _generate_array(model, n, seed=seed, device=device, precision=precision)
-    return images
+    images, labels, _meta = _generate_array(model, n, seed=seed, device=device, precision=precision, classes=classes,
+                                            return_labels=True)
+    return (images, labels) if return_labels else images
+
+
+def class_names(model=None, precision=None):
+    """The class names of `model` (label i means class_names[i]) as a list; [] when it is unconditional."""
+    from gancli.runtime.generate import resolve_model
+    from gancli.runtime.session import GeneratorSession
+
+    return list(GeneratorSession(resolve_model(model, precision), device="cpu").metadata.class_names)
 
 
 def export_generator(source, fmt="all", out=None, *, opset=None, fp16=False, int8=False, console=None):

@@ -309,6 +309,7 @@ def progress_bar():  # noqa: ANN201
     "gancli generate -n 10000 --out samples/       # default model: cats-dcgan",
     "gancli generate -n 100000 --out digits/ --model mnist-dcgan --format npz",
     "gancli generate -n 10000 --out samples/ --shard 1/4   # part 2 of 4",
+    "gancli generate -n 1000 --out sevens/ --model mnist-cdcgan --class 7",
 ))
 def generate(
     n: int = typer.Option(..., "-n", "--num-images", metavar="N", show_default=False,
@@ -327,6 +328,12 @@ def generate(
     precision: Optional[str] = typer.Option(None, metavar="fp32|int8", show_default="fp32",
                                             help="fp32, or int8: the model's int8 CPU graph (`gancli export --int8`); "
                                                  "an .onnx file is used as it is."),
+    classes: Optional[str] = typer.Option(None, "--class", metavar="NAMES", show_default="every class",
+                                          help="Class-conditional models: only these classes, names or indices "
+                                               "separated by commas (e.g. 3,7); image i gets the (i mod count)-th."),
+    file_layout: str = typer.Option("flat", "--layout", metavar="LAYOUT",
+                                    help="flat (OUT/00000/000000042.png), or imagefolder (OUT/CLASS/000000042.png, "
+                                         "one folder per class name, for torchvision's ImageFolder)."),
 ) -> None:
     """Generate images from an exported generator, reproducibly and without torch.
 
@@ -338,17 +345,24 @@ def generate(
     and seed. A file appears under its name only when complete: an unnamed O_TMPFILE linked into
     place where the file system supports it, else a temp name and a rename. Ctrl-C leaves no partial
     file, and the same command again makes only the missing images.
+
+    A class-conditional model makes its classes evenly: image i gets class i mod K of its K classes,
+    or of those `--class` names, so it depends only on (`--seed`, i, its class). `--layout
+    imagefolder` writes OUT/CLASS/000000042.png (one folder per class name), which torchvision's
+    ImageFolder loads as it is; the manifest records each image's label and class name in every layout.
     """
     with terminal_edge():
         progress, on_progress = progress_bar()
         try:
             result = gancli.generate(n, out, model, batch_size=batch_size, device=device, seed=seed, fmt=fmt,
-                                     shard=shard, grid=grid, precision=precision, on_progress=on_progress)
+                                     shard=shard, grid=grid, precision=precision, classes=classes,
+                                     file_layout=file_layout, on_progress=on_progress)
         finally:
             progress.stop()
+        labelled = f"; classes {', '.join(result.classes)}" if result.classes else ""
         console.print(f"made {result.made:,} images in {result.seconds:.1f} s: {result.images_per_second:,.0f} images/s "
                       f"({result.already:,} already there; {result.device}, {result.layout} x{result.workers}, "
-                      f"batch {result.batch_size}) in {result.out_dir}", highlight=False, soft_wrap=True)
+                      f"batch {result.batch_size}{labelled}) in {result.out_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command(cls=Command, epilog=examples(

@@ -1,7 +1,12 @@
 """Bulk generation: N images from an exported generator, reproducible, resumable, shardable, fast.
 
-Image i is made from latents(seed, i) alone, named by i, and written atomically; a rerun makes only
-what is missing, and `shard=(k, m)` makes the k-th of m disjoint parts of the same set.
+Image i is made from latents(seed, i) alone (and, for a class-conditional model, the label
+runtime/labels.py gives i), named by i, and written atomically; a rerun makes only what is missing,
+and `shard=(k, m)` makes the k-th of m disjoint parts of the same set.
+
+Two kinds of layout, not to be confused: the *file* layout (`file_layout`, the CLI's --layout: flat
+or imagefolder; runtime/writer.py) says where files go; the *worker* layout (`layout`, below, not a
+CLI option) says how the work is spread over processes and threads.
 
 Layouts (picked by device; measured on a 2-core CPU, see benchmarks/bench_generate.py):
   processes  CPU: one process per core, each with a 1-thread onnxruntime session that makes z, runs
@@ -36,12 +41,13 @@ import numpy as np
 from gancli.models import models_dir
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.files import sha256_file
+from gancli.runtime.labels import ClassesArg, ClassPlan, describe_classes, resolve_classes
 from gancli.runtime.latents import MAX_SEED, latents
 from gancli.runtime.metadata import ModelMetadata
 from gancli.runtime.session import GeneratorSession, resolve_device
-from gancli.runtime.writer import (FORMATS, HEADER_NAME, NPZ_CHUNK, FolderMaker, Manifest, existing_mask, file_present,
-                            remove_stale_temps, write_bytes_atomic, write_grid, write_image_files,
-                            write_npz_chunk)
+from gancli.runtime.writer import (FILE_LAYOUTS, FORMATS, HEADER_NAME, LAYOUT_FLAT, NPZ_CHUNK, FileNames, FolderMaker,
+                                   Manifest, check_file_layout, existing_mask, file_present, remove_stale_temps,
+                                   write_bytes_atomic, write_grid, write_image_files, write_npz_chunk)
 
 MODELS_DIR = models_dir()
 DEFAULT_MODEL = "cats-dcgan"
@@ -80,6 +86,8 @@ class GenerateResult:
     made: int
     already: int  # images of the range found on disk and kept
     seconds: float
+    file_layout: str = LAYOUT_FLAT
+    classes: tuple[str, ...] = ()  # conditional models: the class names images cycle through; () otherwise
 
     @property
     def images_per_second(self) -> float:
@@ -138,8 +146,17 @@ def shard_range(n: int, shard: tuple[int, int], fmt: str) -> tuple[int, int]:
     return min(n, k * units // m * unit), min(n, (k + 1) * units // m * unit)
 
 
+# What a header written before a key existed means by its absence.
+HEADER_DEFAULTS = {"layout": LAYOUT_FLAT, "classes": None}
+
+
+def describe_selection(classes: list[str] | None) -> str:
+    return "no classes (an unconditional model)" if classes is None else f"classes {describe_classes(classes)}"
+
+
 def check_or_write_header(out_dir: Path, header: dict) -> None:
-    """Refuse to mix sets: the folder's images must come from the same model file, seed and format."""
+    """Refuse to mix sets: the folder's images must come from the same model file, seed, format, file
+    layout and class selection."""
     path = out_dir / HEADER_NAME
     if path.is_file():
         try:
@@ -150,6 +167,14 @@ def check_or_write_header(out_dir: Path, header: dict) -> None:
             if old.get(key) != header[key]:
                 raise GenerateError(f"{out_dir} holds images made with another {key.replace('_', ' ')} "
                                     f"({old.get(key)} vs {header[key]}); use another --out, or the same settings to resume")
+        old_layout = old.get("layout", HEADER_DEFAULTS["layout"])
+        if old_layout != header["layout"]:
+            raise GenerateError(f"{out_dir} holds images in the {old_layout} layout, not {header['layout']}; "
+                                f"use another --out, or --layout {old_layout} to resume")
+        old_classes = old.get("classes", HEADER_DEFAULTS["classes"])
+        if old_classes != header["classes"]:
+            raise GenerateError(f"{out_dir} holds images of {describe_selection(old_classes)}, not "
+                                f"{describe_selection(header['classes'])}; use another --out, or the same --class to resume")
         return
     write_bytes_atomic(path, json.dumps(header, indent=2).encode())
 
@@ -200,28 +225,40 @@ class Job:
     fmt: str
     seed: int
     batch_size: int
+    file_layout: str = LAYOUT_FLAT
+    classes: ClassPlan | None = None  # conditional models: which label each index gets
+
+
+def make_images(session: GeneratorSession, seed: int, indices: np.ndarray, classes: ClassPlan | None) -> np.ndarray:
+    """uint8 images of these indices: z from (seed, i), the label (when conditional) from i and the classes."""
+    z = latents(seed, indices, session.metadata.latent_dim)
+    return session.images(z, classes.labels(indices) if classes is not None else None)
 
 
 class BatchMaker:
-    """z -> generator -> encoded files for one task's indices."""
+    """z (and labels) -> generator -> encoded files for one task's indices."""
 
     def __init__(self, job: Job, session: GeneratorSession, should_stop: Callable[[], bool]):
         self.job = job
         self.session = session
         self.should_stop = should_stop
         self.folders = FolderMaker(job.out_dir)
+        self.names = FileNames(job.fmt, job.file_layout, job.classes)
 
     def images(self, indices: np.ndarray) -> np.ndarray:
         """uint8 [len(indices), H, W, C]; an npz chunk runs in batch_size pieces."""
-        latent_dim, step = self.session.metadata.latent_dim, self.job.batch_size
-        parts = [self.session.images(latents(self.job.seed, indices[k:k + step], latent_dim))
+        step = self.job.batch_size
+        parts = [make_images(self.session, self.job.seed, indices[k:k + step], self.job.classes)
                  for k in range(0, len(indices), step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def write(self, indices: np.ndarray, images: np.ndarray) -> list[int]:
         if self.job.fmt == "npz":
-            return [] if self.should_stop() else write_npz_chunk(self.folders, indices, images)
-        return write_image_files(self.folders, indices, images, self.job.fmt, self.should_stop)
+            if self.should_stop():
+                return []
+            labels = self.job.classes.labels(indices) if self.job.classes is not None else None
+            return write_npz_chunk(self.folders, indices, images, labels)
+        return write_image_files(self.folders, indices, images, self.job.fmt, self.should_stop, self.names)
 
     def run(self, indices: np.ndarray) -> list[int]:
         if self.should_stop():
@@ -363,6 +400,9 @@ def default_workers() -> int:
 
 
 def choose_layout(layout: str, device: str, workers: int | None, n_tasks: int) -> tuple[str, int]:
+    if layout in FILE_LAYOUTS:
+        raise GenerateError(f"layout={layout!r} spreads the work ({', '.join(LAYOUTS)}); the file layout is "
+                            f"file_layout={layout!r} (the CLI's --layout)")
     if layout not in LAYOUTS:
         raise GenerateError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     workers = default_workers() if workers is None else workers
@@ -377,12 +417,14 @@ def choose_layout(layout: str, device: str, workers: int | None, n_tasks: int) -
     return layout, workers
 
 
-def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: str | tuple[int, int]) -> tuple[int, int]:
+def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: str | tuple[int, int],
+                    file_layout: str = LAYOUT_FLAT) -> tuple[int, int]:
     """Fail fast, before any model is loaded; returns the shard as (k, m)."""
     if n <= 0:
         raise GenerateError(f"-n must be a positive number of images, not {n}")
     if fmt not in FORMATS:
         raise GenerateError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    check_file_layout(file_layout, fmt)
     if batch_size is not None and batch_size < 1:
         raise GenerateError(f"--batch-size must be >= 1 (or auto), not {batch_size}")
     if not 0 <= seed <= MAX_SEED:
@@ -396,20 +438,29 @@ def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: 
 def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, batch_size: int | None = None,
              device: str = "auto", seed: int = 0, fmt: str = "png", shard: str | tuple[int, int] = (0, 1),
              grid: str | Path | None = None, workers: int | None = None, layout: str = "auto",
-             precision: str | None = None,
+             precision: str | None = None, classes: ClassesArg = None, file_layout: str = LAYOUT_FLAT,
              on_progress: Callable[[int, int], None] | None = None) -> GenerateResult:
     """Make images [0, n) (or this shard's part) in `out_dir`, skipping those already there.
 
+    classes: for a class-conditional model, the classes images cycle through (names or indices, "3,7"
+    or a list; default every class); image i gets the i-th of them, modulo their number. file_layout:
+    "flat" (OUT/00000/000000042.png) or "imagefolder" (OUT/<class name>/000000042.png, conditional
+    models only). layout and workers spread the work (see the module docstring).
     on_progress(made, total) is called after each batch; it may raise KeyboardInterrupt to stop.
     """
     started = time.perf_counter()
-    shard = check_arguments(n, fmt, batch_size, seed, shard)
+    shard = check_arguments(n, fmt, batch_size, seed, shard, file_layout)
     device = resolve_device(device)
     model_path = resolve_model(model, precision)
     # one intra-op thread: no thread pool exists when worker processes fork from this one
     session = GeneratorSession(model_path, device=device, threads=1)
     meta = session.metadata
     check_precision(meta, precision, model_path)
+    plan = resolve_classes(meta, classes, model_path)
+    if file_layout != LAYOUT_FLAT and plan is None:
+        raise GenerateError(f"--layout {file_layout} makes one folder per class, but {model_path} is an unconditional "
+                            f"model (no classes); drop --layout, or use a class-conditional model")
+    names = FileNames(fmt, file_layout, plan)
     out_dir = Path(out_dir)
     make_out_dir(out_dir)
     start, stop = shard_range(n, shard, fmt)
@@ -418,19 +469,15 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     layout, workers = choose_layout(layout, session.device, workers, most_tasks)
     if layout == "threads" and session.device == "cpu":
         session = GeneratorSession(model_path, device="cpu", threads=0)  # the main thread infers on every core
-    runner = Runner(layout, workers, Job(model_path, out_dir, fmt, seed, batch_size), session)
+    runner = Runner(layout, workers, Job(model_path, out_dir, fmt, seed, batch_size, file_layout, plan), session)
     try:
-        check_or_write_header(out_dir, {
-            "model": str(model_path), "model_sha256": sha256_file(model_path), "seed": seed, "format": fmt,
-            "image_shape": list(meta.image_shape), "output_kind": meta.output_kind,
-            "note": "image i is made from latents(seed, i) of runtime/latents.py; the manifest lists the files",
-        })
-        remove_stale_temps(out_dir, start, stop)
-        have = existing_mask(out_dir, fmt, start, stop)
+        check_or_write_header(out_dir, generate_header(model_path, meta, seed, fmt, file_layout, plan))
+        remove_stale_temps(out_dir, start, stop, names)
+        have = existing_mask(out_dir, fmt, start, stop, names)
         k, m = shard
         manifest = Manifest(out_dir / ("manifest.jsonl" if m == 1 else f"manifest-{k}-of-{m}.jsonl"),
-                            seed, fmt, start, stop)
-        manifest.rebuild(have, file_present(out_dir, fmt))
+                            seed, fmt, start, stop, names)
+        manifest.rebuild(have, file_present(out_dir, fmt, names))
         already = int(np.count_nonzero(have))
         made = run_tasks(runner, plan_tasks(start, stop, have, fmt, batch_size), len(have) - already,
                          manifest, on_progress)
@@ -438,20 +485,42 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
         runner.close()
     if grid is not None:
         first = np.arange(start, min(stop, start + GRID_IMAGES))
-        write_grid(Path(grid), session.images(latents(seed, first, meta.latent_dim)))
+        write_grid(Path(grid), make_images(session, seed, first, plan))
     return GenerateResult(out_dir, model_path, session.device, layout, workers, batch_size, start, stop,
-                          made, already, time.perf_counter() - started)
+                          made, already, time.perf_counter() - started, file_layout,
+                          tuple(plan.requested_names) if plan is not None else ())
+
+
+def generate_header(model_path: Path, meta: ModelMetadata, seed: int, fmt: str, file_layout: str,
+                    plan: ClassPlan | None) -> dict:
+    """generate.json: what every image in the folder was made with; a rerun with other settings is refused."""
+    note = "image i is made from latents(seed, i) of runtime/latents.py"
+    if plan is not None:
+        note += " and label labels[i % len(labels)] (runtime/labels.py)"
+    return {
+        "model": str(model_path), "model_sha256": sha256_file(model_path), "seed": seed, "format": fmt,
+        "layout": file_layout, "classes": plan.requested_names if plan is not None else None,
+        "labels": list(plan.requested) if plan is not None else None,
+        "image_shape": list(meta.image_shape), "output_kind": meta.output_kind,
+        "note": note + "; the manifest lists the files",
+    }
 
 
 def generate_array(model: str | Path, n: int, seed: int = 0, device: str = "auto",
-                   batch_size: int = 500, precision: str | None = None) -> tuple[np.ndarray, ModelMetadata]:
-    """Images [0, n) of `seed` in memory, uint8 [N, H, W, C]: the same images `generate` writes as files."""
+                   batch_size: int = 500, precision: str | None = None, classes: ClassesArg = None,
+                   return_labels: bool = False) -> tuple[np.ndarray, ModelMetadata] | tuple[np.ndarray, np.ndarray | None, ModelMetadata]:
+    """Images [0, n) of `seed` in memory, uint8 [N, H, W, C]: the same images `generate` writes as files
+    (with the same `classes`). Returns (images, meta), or with return_labels (images, labels, meta):
+    labels int64 [N], indices into meta.class_names, None for an unconditional model."""
     path = resolve_model(model, precision)
     session = GeneratorSession(path, device=device)
     meta = session.metadata
     check_precision(meta, precision, path)
+    plan = resolve_classes(meta, classes, path)
     images = np.empty((n, meta.img_size, meta.img_size, meta.channels), dtype=np.uint8)
     for start in range(0, n, batch_size):
         indices = np.arange(start, min(start + batch_size, n))
-        images[indices] = session.images(latents(seed, indices, meta.latent_dim))
-    return images, meta
+        images[indices] = make_images(session, seed, indices, plan)
+    if not return_labels:
+        return images, meta
+    return images, (plan.labels(np.arange(n)) if plan is not None else None), meta

@@ -3,7 +3,10 @@
 Shards are the unit of scale: M processes, GPUs or cluster jobs each make `--shard K/M` of one set
 into the same folder (or folders copied together afterwards). Merging proves the union is the
 whole set: every index in [0, N) listed exactly once, by exactly one shard, with one seed, and
-every listed file present.
+every listed file present. The files are where each manifest line says (flat or imagefolder
+layout alike); for a class-conditional model every line must carry the label that the folder's
+generate.json gives its index (labels[i % len(labels)]), so shards run with different --class
+cannot be merged into one set.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.writer import write_bytes_atomic
+from gancli.runtime.writer import HEADER_NAME, write_bytes_atomic
 
 SHARD_MANIFEST = re.compile(r"^manifest-(\d+)-of-(\d+)\.jsonl$")
 MERGED_NAME = "manifest.jsonl"
@@ -47,10 +50,20 @@ def shard_manifests(out_dir: Path) -> dict[int, Path]:
     return by_k
 
 
+def header_labels(out_dir: Path) -> list[int] | None:
+    """The label cycle of the set in `out_dir` (generate.json's "labels"); None when unconditional or unknown."""
+    try:
+        labels = json.loads((out_dir / HEADER_NAME).read_text()).get("labels")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return labels if isinstance(labels, list) and labels and all(isinstance(x, int) for x in labels) else None
+
+
 def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
     """Check the shards of `out_dir` make images [0, n) exactly once; write the merged manifest atomically."""
     out_dir = Path(out_dir)
     by_k = shard_manifests(out_dir)
+    labels = header_labels(out_dir)
     owner = np.full(n, -1, dtype=np.int64)  # which shard listed each index
     lines: list[str] = [""] * n
     seeds: set[int] = set()
@@ -67,6 +80,10 @@ def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
                 if not (out_dir / entry["file"]).is_file():
                     raise GenerateError(f"{path.name} lists {entry['file']}, which is missing; rerun shard {k}/{len(by_k)} to make it")
                 present.add(entry["file"])
+            if labels is not None and entry.get("label") != labels[index % len(labels)]:
+                raise GenerateError(f"{path.name} line {number} gives image {index} label {entry.get('label')}, but "
+                                    f"{HEADER_NAME} gives it {labels[index % len(labels)]}; the shards used different "
+                                    f"--class: rerun shard {k}/{len(by_k)} with the --class of the others")
             owner[index] = k
             seeds.add(entry["seed"])
             lines[index] = raw + "\n"

@@ -1,10 +1,15 @@
 """Where images go and how: file layout, encoding, atomic writes, the manifest.
 
-Layout, fixed by the index alone (never by N, the batch size or the shard), so every run, resume
-and shard of one set agrees on names:
-  png/jpg  OUT/00000/000000042.png   folder = index // 10,000, so no folder holds more than 10k files
-  npz      OUT/00000/000001000.npz   one file per chunk of 1,000 consecutive indices, named by its first;
-           arrays `images` uint8 [n, H, W, C] and `indices` int64 [n]
+File layouts, fixed by the index (and, for a class-conditional model, its label, itself a function of
+the index: runtime/labels.py), never by N, the batch size or the shard, so every run, resume and shard
+of one set agrees on names:
+  flat (the default)
+    png/jpg  OUT/00000/000000042.png   folder = index // 10,000, so no folder holds more than 10k files
+    npz      OUT/00000/000001000.npz   one file per chunk of 1,000 consecutive indices, named by its first;
+             arrays `images` uint8 [n, H, W, C], `indices` int64 [n] and, when conditional, `labels` int64 [n]
+  imagefolder (conditional models, png/jpg)
+             OUT/<class name>/000000042.png   torchvision.datasets.ImageFolder's layout: one folder per class
+The manifest lists every image's file, and for a conditional model its label and class name.
 Every file appears under its final name only once complete: an unnamed O_TMPFILE linked into place
 where the file system supports it, else a dot-prefixed temp name beside it, then renamed (atomic on
 POSIX), so a reader, a resume or a Ctrl-C never sees half a file (runtime/files.py; here its OSErrors
@@ -28,6 +33,7 @@ import numpy as np
 
 from gancli.runtime import files
 from gancli.runtime.errors import GenerateError
+from gancli.runtime.labels import ClassPlan
 
 FORMATS = ("png", "jpg", "npz")
 FILES_PER_FOLDER = 10_000
@@ -35,6 +41,10 @@ NPZ_CHUNK = 1_000  # images per .npz file: 12 MB of 64x64 RGB, small enough to b
 INDEX_DIGITS = 9
 JPEG_QUALITY = 95
 HEADER_NAME = "generate.json"
+LAYOUT_FLAT = "flat"
+LAYOUT_IMAGEFOLDER = "imagefolder"
+FILE_LAYOUTS = (LAYOUT_FLAT, LAYOUT_IMAGEFOLDER)
+SCAN_CHUNK = 10_000  # names held in memory at once while scanning a folder
 _IMAGE_NAME = re.compile(r"^(\d{9})\.(png|jpg|npz)$")
 # runtime.files' temp names, `.000000042.tmp-PID.png`, and the `.000000042.png.tmp-PID` of earlier versions
 _TEMP_NAME = re.compile(r"^\.(\d{9})(?:\.tmp-\d+\.(png|jpg|npz)|\.(png|jpg|npz)\.tmp-\d+)$")
@@ -51,6 +61,74 @@ def relpath_for(index: int, fmt: str) -> str:
 
 def chunk_start(index: int) -> int:
     return index - index % NPZ_CHUNK
+
+
+def check_file_layout(layout: str, fmt: str) -> None:
+    """Before any model is loaded: a known layout, and one file per image for imagefolder."""
+    if layout not in FILE_LAYOUTS:
+        raise GenerateError(f"unknown --layout {layout!r}; use {' or '.join(FILE_LAYOUTS)}")
+    if layout == LAYOUT_IMAGEFOLDER and fmt == "npz":
+        raise GenerateError("--layout imagefolder writes one file per image; use --format png or jpg "
+                            "(npz chunks hold every class: their `labels` array and the manifest give each image's label)")
+
+
+def check_class_folder_name(name: str) -> None:
+    """A class name must be one plain folder name to be an ImageFolder class folder."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise GenerateError(f"class name {name!r} cannot be a folder name; use the default --layout flat "
+                            f"(the manifest records each image's class)")
+
+
+class FileNames:
+    """Where each image index goes, in one file layout (see the module docstring)."""
+
+    def __init__(self, fmt: str, layout: str = LAYOUT_FLAT, classes: ClassPlan | None = None):
+        check_file_layout(layout, fmt)
+        if layout == LAYOUT_IMAGEFOLDER:
+            if classes is None:
+                raise GenerateError("--layout imagefolder needs a class-conditional model (one folder per class); "
+                                    "this model is unconditional: drop --layout")
+            for label in classes.requested:
+                check_class_folder_name(classes.names[label])
+        self.fmt = fmt
+        self.layout = layout
+        self.classes = classes
+        # manifest lines are formatted directly: the JSON-escaped class names, once
+        self._json_names = [json.dumps(name)[1:-1] for name in classes.names] if classes else []
+
+    def relpath(self, index: int) -> str:
+        """File of image `index` (for npz: of the chunk that holds it), relative to the output folder."""
+        if self.layout == LAYOUT_FLAT:
+            return relpath_for(index, self.fmt)
+        return f"{self.classes.names[int(self.classes.labels([index])[0])]}/{index:0{INDEX_DIGITS}d}.{self.fmt}"
+
+    def relpaths(self, indices: np.ndarray) -> list[str]:
+        if self.layout == LAYOUT_FLAT:
+            return [relpath_for(i, self.fmt) for i in indices.tolist()]
+        names, fmt = self.classes.names, self.fmt
+        return [f"{names[label]}/{i:0{INDEX_DIGITS}d}.{fmt}"
+                for i, label in zip(indices.tolist(), self.classes.labels(indices).tolist())]
+
+    def json_relpath(self, index: int, label: int | None) -> str:
+        """relpath as it appears inside a JSON string (class names escaped)."""
+        if self.layout == LAYOUT_FLAT:
+            return relpath_for(index, self.fmt)
+        return f"{self._json_names[label]}/{index:0{INDEX_DIGITS}d}.{self.fmt}"
+
+    def folders(self, start: int, stop: int) -> list[tuple[str, int | None]]:
+        """(subfolder, the class it holds or None) of every subfolder that may hold images of [start, stop)."""
+        if self.layout == LAYOUT_FLAT:
+            return [(f"{k:05d}", None) for k in _folders_for(start, stop)]
+        cycle = len(self.classes.requested)
+        hit = self.classes.labels(np.arange(start, stop)).tolist() if stop - start < cycle else self.classes.requested
+        return [(self.classes.names[label], label) for label in sorted(set(hit))]
+
+    def keep(self, indices: np.ndarray, label: int | None) -> np.ndarray:
+        """Of the indices found in a folder, those whose file belongs there (an imagefolder class folder
+        holds only the indices of its class)."""
+        if label is None or len(indices) == 0:
+            return indices
+        return indices[self.classes.labels(indices) == label]
 
 
 def write_error(path: str | Path, e: OSError) -> GenerateError:
@@ -125,21 +203,28 @@ class FolderMaker:
 
 
 def write_image_files(folders: FolderMaker, indices: np.ndarray, images: np.ndarray, fmt: str,
-                      should_stop: Callable[[], bool]) -> list[int]:
-    """Encode and write one file per image; stops between files when asked. Returns the indices written."""
+                      should_stop: Callable[[], bool], names: FileNames | None = None) -> list[int]:
+    """Encode and write one file per image (named by `names`, default the flat layout); stops between
+    files when asked. Returns the indices written."""
+    relpaths = (names or FileNames(fmt)).relpaths(np.asarray(indices))
     written = []
-    for index, image in zip(indices.tolist(), to_encoder_order(images)):
+    for index, relpath, image in zip(indices.tolist(), relpaths, to_encoder_order(images)):
         if should_stop():
             break
-        write_bytes_atomic(folders.path(relpath_for(index, fmt)), encode(image, fmt))
+        write_bytes_atomic(folders.path(relpath), encode(image, fmt))
         written.append(index)
     return written
 
 
-def write_npz_chunk(folders: FolderMaker, indices: np.ndarray, images: np.ndarray) -> list[int]:
-    """One chunk (consecutive indices from a chunk start) as one uncompressed .npz, atomically."""
+def write_npz_chunk(folders: FolderMaker, indices: np.ndarray, images: np.ndarray,
+                    labels: np.ndarray | None = None) -> list[int]:
+    """One chunk (consecutive indices from a chunk start) as one uncompressed .npz, atomically; a
+    conditional model's chunk also holds each image's label."""
+    arrays = {"images": images, "indices": indices.astype(np.int64)}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, dtype=np.int64)
     with atomic_file(folders.path(relpath_for(int(indices[0]), "npz"))) as f:
-        np.savez(f, images=images, indices=indices.astype(np.int64))
+        np.savez(f, **arrays)
     return indices.tolist()
 
 
@@ -156,28 +241,44 @@ def _folders_for(start: int, stop: int) -> range:
     return range(start // FILES_PER_FOLDER, (stop - 1) // FILES_PER_FOLDER + 1)
 
 
-def existing_mask(out_dir: Path, fmt: str, start: int, stop: int) -> np.ndarray:
-    """have[i - start] is True when image i in [start, stop) is on disk (complete: files appear only by rename).
+def _entries(folder: Path) -> Iterator[list[os.DirEntry]]:
+    """A folder's entries, SCAN_CHUNK at a time (an imagefolder class folder may hold millions); none if missing."""
+    try:
+        with os.scandir(folder) as it:
+            chunk: list[os.DirEntry] = []
+            for entry in it:
+                chunk.append(entry)
+                if len(chunk) >= SCAN_CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+    except FileNotFoundError:
+        return
+
+
+def existing_mask(out_dir: Path, fmt: str, start: int, stop: int, names: FileNames | None = None) -> np.ndarray:
+    """have[i - start] is True when image i in [start, stop) is on disk (complete: files appear only by rename),
+    in its own folder of the file layout `names` (default: flat).
 
     A bool array rather than a set, so memory stays small for any N (10 MB for 10 M images).
     """
+    names = names or FileNames(fmt)
     have = np.zeros(stop - start, dtype=bool)
-    for folder in _folders_for(start, stop):
-        try:
-            entries = list(os.scandir(out_dir / f"{folder:05d}"))
-        except FileNotFoundError:
-            continue
-        found: list[int] = []  # one folder at a time: at most 10k names in memory
-        for entry in entries:
-            match = _IMAGE_NAME.match(entry.name)
-            if not match or match.group(2) != fmt:
-                continue
-            if fmt != "npz":
-                found.append(int(match.group(1)))
-            elif (held := npz_indices(Path(entry.path))) is not None:
-                found.extend(held.tolist())
-        indices = np.asarray(found, dtype=np.int64)
-        have[indices[(indices >= start) & (indices < stop)] - start] = True
+    for folder, label in names.folders(start, stop):
+        for entries in _entries(out_dir / folder):
+            found: list[int] = []  # one chunk of names at a time
+            for entry in entries:
+                match = _IMAGE_NAME.match(entry.name)
+                if not match or match.group(2) != fmt:
+                    continue
+                if fmt != "npz":
+                    found.append(int(match.group(1)))
+                elif (held := npz_indices(Path(entry.path))) is not None:
+                    found.extend(held.tolist())
+            indices = np.asarray(found, dtype=np.int64)
+            indices = names.keep(indices[(indices >= start) & (indices < stop)], label)
+            have[indices - start] = True
     return have
 
 
@@ -186,22 +287,19 @@ def _span(first: int, fmt: str) -> tuple[int, int]:
     return (first, first + NPZ_CHUNK) if fmt == "npz" else (first, first + 1)
 
 
-def remove_stale_temps(out_dir: Path, start: int, stop: int) -> int:
+def remove_stale_temps(out_dir: Path, start: int, stop: int, names: FileNames | None = None) -> int:
     """Delete temp files a killed run left for indices in [start, stop); other shards' are left alone."""
     removed = 0
-    for folder in _folders_for(start, stop):
-        try:
-            entries = list(os.scandir(out_dir / f"{folder:05d}"))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            match = _TEMP_NAME.match(entry.name)
-            if not match:
-                continue
-            lo, hi = _span(int(match.group(1)), match.group(2) or match.group(3))
-            if lo < stop and hi > start:
-                Path(entry.path).unlink(missing_ok=True)
-                removed += 1
+    for folder, _label in (names or FileNames("png")).folders(start, stop):
+        for entries in _entries(out_dir / folder):
+            for entry in entries:
+                match = _TEMP_NAME.match(entry.name)
+                if not match:
+                    continue
+                lo, hi = _span(int(match.group(1)), match.group(2) or match.group(3))
+                if lo < stop and hi > start:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
     return removed
 
 
@@ -213,7 +311,8 @@ def _manifest_index(raw: str) -> int | None:
 
 
 class Manifest:
-    """JSON lines {"index", "seed", "file"[, "item"]}: which file holds which image, made from which seed.
+    """JSON lines {"index", "seed", "file"[, "item"][, "label", "class"]}: which file holds which image, made
+    from which seed (and, for a class-conditional model, with which label: its index and class name).
 
     The files on disk are the truth. At the start of every run the manifest is rebuilt, streaming,
     from what is there: lines of deleted files, duplicates and a line cut off by a kill are dropped,
@@ -222,21 +321,37 @@ class Manifest:
     run's indices are listed is a bool array, so memory stays flat for any N.
     """
 
-    def __init__(self, path: Path, seed: int, fmt: str, start: int, stop: int):
+    def __init__(self, path: Path, seed: int, fmt: str, start: int, stop: int, names: FileNames | None = None):
         self.path = path
         self.seed = seed
         self.fmt = fmt
         self.start = start
+        self.names = names or FileNames(fmt)
         self.listed = np.zeros(stop - start, dtype=bool)
+        classes = self.names.classes
+        # what ends the line of an image of each label
+        self._tails = [f', "label": {label}, "class": {json.dumps(name)}}}\n'
+                       for label, name in enumerate(classes.names)] if classes else []
 
     def lines(self, indices: Iterable[int]) -> str:
         """The JSON lines of some images, formatted directly: json.dumps per line cost 3 µs, 4x this,
         and the parent process writes up to 100k lines a second for the MLP."""
         seed, fmt = self.seed, self.fmt
+        if self.names.classes is not None:
+            return self._labelled_lines(list(indices))
         if fmt == "npz":
             return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{relpath_for(i, fmt)}", "item": {i % NPZ_CHUNK}}}\n'
                            for i in indices)
         return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{relpath_for(i, fmt)}"}}\n' for i in indices)
+
+    def _labelled_lines(self, indices: list[int]) -> str:
+        seed, names, tails = self.seed, self.names, self._tails
+        labels = names.classes.labels(indices).tolist()
+        if self.fmt == "npz":
+            return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{relpath_for(i, "npz")}", '
+                           f'"item": {i % NPZ_CHUNK}{tails[label]}' for i, label in zip(indices, labels))
+        return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{names.json_relpath(i, label)}"{tails[label]}'
+                       for i, label in zip(indices, labels))
 
     def rebuild(self, have: np.ndarray, on_disk: Callable[[int], bool]) -> None:
         """List exactly: the images `have` marks in this run's range, plus earlier lines outside the
@@ -286,12 +401,14 @@ class Manifest:
         self.listed[np.asarray(new) - self.start] = True
 
 
-def file_present(out_dir: Path, fmt: str) -> Callable[[int], bool]:
+def file_present(out_dir: Path, fmt: str, names: FileNames | None = None) -> Callable[[int], bool]:
     """For Manifest.rebuild: whether image `index` still has its file (npz: its chunk file)."""
+    names = names or FileNames(fmt)
+
     @functools.lru_cache(maxsize=64)
     def exists(relpath: str) -> bool:
         return (out_dir / relpath).is_file()
-    return lambda index: exists(relpath_for(index, fmt))
+    return lambda index: exists(names.relpath(index))
 
 
 def write_grid(path: Path, images: np.ndarray, nrow: int = 8, padding: int = 2) -> None:

@@ -1,4 +1,5 @@
-"""The public Python API in gancli/__init__.py: generate, generate_array, export, evaluate."""
+"""The public Python API in gancli/__init__.py: generate, generate_array (with labels for class-conditional
+models), class_names, export, evaluate."""
 from __future__ import annotations
 
 import inspect
@@ -79,3 +80,47 @@ def test_export_generator_is_not_shadowed_by_the_export_subpackage():
     import gancli.export.api  # noqa: F401  (importing a subpackage sets gancli.export to it)
 
     assert callable(gancli.export_generator) and gancli.export_generator.__module__ == "gancli"
+
+
+@pytest.fixture(scope="module")
+def conditional_model(tmp_path_factory):
+    import torch
+
+    from gancli.export.onnx import export_onnx
+    from gancli.gan.artifact import GeneratorSpec
+    from gancli.gan.networks import build_generator
+    from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
+
+    torch.manual_seed(0)
+    spec = GeneratorSpec(arch="mlp", latent_dim=8, channels=1, img_size=28, width=8, dataset="mnist", epochs=0, seed=0,
+                         class_names=[str(d) for d in range(10)])
+    path = tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx"
+    export_onnx(build_generator("mlp", 8, 1, 28, num_classes=10).eval(), spec, path, OUTPUT_UINT8_NHWC)
+    return path
+
+
+def test_generate_array_returns_labels_on_request(conditional_model, tmp_path):
+    images, labels = gancli.generate_array(conditional_model, 12, seed=2, device="cpu", return_labels=True)
+    assert images.shape == (12, 28, 28, 1) and labels.dtype == np.int64
+    assert labels.tolist() == [i % 10 for i in range(12)]
+    np.testing.assert_array_equal(gancli.generate_array(conditional_model, 12, seed=2, device="cpu"), images)
+    sevens, seven_labels = gancli.generate_array(conditional_model, 4, seed=2, device="cpu", classes="7",
+                                                 return_labels=True)
+    assert seven_labels.tolist() == [7] * 4
+    np.testing.assert_array_equal(sevens[1:2], gancli.generate_array(conditional_model, 2, seed=2, device="cpu",
+                                                                     classes=[3, 7])[1:2])  # image 1: (seed, 1, 7)
+    assert gancli.class_names(conditional_model) == [str(d) for d in range(10)]
+    result = gancli.generate(4, tmp_path, conditional_model, device="cpu", seed=2, classes="7", file_layout="imagefolder")
+    assert result.classes == ("7",) and len(list((tmp_path / "7").glob("*.png"))) == 4
+    written = np.stack([cv2.imread(str(f), cv2.IMREAD_UNCHANGED) for f in sorted((tmp_path / "7").glob("*.png"))])
+    np.testing.assert_array_equal(written[..., None], sevens)
+
+
+def test_unconditional_generate_array_is_unchanged():
+    images = gancli.generate_array("mnist-mlp", 3, seed=1, device="cpu")
+    assert isinstance(images, np.ndarray) and images.shape == (3, 28, 28, 1)
+    again, labels = gancli.generate_array("mnist-mlp", 3, seed=1, device="cpu", return_labels=True)
+    assert labels is None and np.array_equal(again, images)
+    assert gancli.class_names("mnist-mlp") == []
+    with pytest.raises(gancli.GancliError, match="unconditional model"):
+        gancli.generate_array("mnist-mlp", 3, classes="7")

@@ -1,4 +1,5 @@
-"""Runtime: reproducible, resumable, sharded bulk generation from exported ONNX files, without torch.
+"""Runtime: reproducible, resumable, sharded bulk generation from exported ONNX files, without torch; for
+class-conditional models, labels per image index, --class, the imagefolder layout and the manifest's labels.
 
 torch and gan appear here only to BUILD tiny test models (runtime/ itself never imports them).
 """
@@ -30,7 +31,8 @@ from gancli.export.onnx import export_onnx
 from gancli.gan.artifact import GeneratorSpec
 from gancli.gan.networks import build_generator
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.generate import generate, parse_shard, resolve_model, shard_range
+from gancli.runtime.generate import generate, generate_array, parse_shard, resolve_model, shard_range
+from gancli.runtime.labels import ClassPlan, resolve_classes
 from gancli.runtime.latents import latents
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC, MetadataError
 from gancli.runtime.session import DeviceFallbackWarning, GeneratorSession
@@ -40,7 +42,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LATENT = 8
 
 
-def calibrate_batch_norm_(G: nn.Module, latent_dim: int) -> None:
+# class names a folder and a JSON string must both carry: a space, a quote, a backslash-free non-ASCII name
+CLASS_NAMES = ["cat", "dog", 'say "hi"', "чай"]
+
+
+def calibrate_batch_norm_(G: nn.Module, latent_dim: int, num_classes: int = 0) -> None:
     """Running statistics from one seeded batch, so random weights give textured images that differ
     per z (default statistics make a random DCGAN output almost flat grey, and every file equal)."""
     for m in G.modules():
@@ -49,16 +55,22 @@ def calibrate_batch_norm_(G: nn.Module, latent_dim: int) -> None:
             m.momentum = None  # cumulative average: one batch sets the statistics exactly
     G.train()
     with torch.no_grad():
-        G(torch.randn(256, latent_dim, generator=torch.Generator().manual_seed(1)))
+        z = torch.randn(256, latent_dim, generator=torch.Generator().manual_seed(1))
+        G(z, torch.arange(256) % num_classes) if num_classes else G(z)
     G.eval()
 
 
-def export_tiny(path: Path, arch: str, channels: int, img_size: int, output_kind: str) -> Path:
+def export_tiny(path: Path, arch: str, channels: int, img_size: int, output_kind: str,
+                class_names: list[str] | None = None) -> Path:
     torch.manual_seed(0)
-    G = build_generator(arch, LATENT, channels, img_size, width=4)
-    calibrate_batch_norm_(G, LATENT)
+    class_names = list(class_names or [])
+    G = build_generator(arch, LATENT, channels, img_size, width=4, num_classes=len(class_names))
+    if class_names:  # labels far apart, so each class looks unlike the others
+        with torch.no_grad():
+            G.input.embed.weight.mul_(3.0)
+    calibrate_batch_norm_(G, LATENT, len(class_names))
     spec = GeneratorSpec(arch=arch, latent_dim=LATENT, channels=channels, img_size=img_size, width=4,
-                         dataset="test", epochs=0, seed=0)
+                         dataset="test", epochs=0, seed=0, class_names=class_names)
     export_onnx(G, spec, path, output_kind=output_kind)
     return path
 
@@ -70,6 +82,16 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {
         "dcgan": export_tiny(folder / "dcgan-uint8.onnx", "dcgan", 3, 32, OUTPUT_UINT8_NHWC),
         "mlp": export_tiny(folder / "mlp.onnx", "mlp", 1, 28, OUTPUT_FLOAT_NCHW),
+    }
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory) -> dict[str, Path]:
+    """Tiny class-conditional generators (4 classes): an RGB DCGAN uint8 graph and a grey MLP float graph."""
+    folder = tmp_path_factory.mktemp("conditional")
+    return {
+        "dcgan": export_tiny(folder / "cdcgan-uint8.onnx", "dcgan", 3, 32, OUTPUT_UINT8_NHWC, CLASS_NAMES),
+        "mlp": export_tiny(folder / "cmlp.onnx", "mlp", 1, 28, OUTPUT_FLOAT_NCHW, CLASS_NAMES),
     }
 
 
@@ -346,6 +368,244 @@ def test_disk_full_is_one_line_and_keeps_what_was_written(tmp_path, models, monk
     monkeypatch.setattr(files, "_write_all", real_write_all)
     assert generate(30, out, models["dcgan"], batch_size=4, device="cpu", workers=1).made == 20
     assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(30))
+
+
+# ---- class-conditional models --------------------------------------------------------------------
+
+def manifest_entries(path: Path) -> dict[int, dict]:
+    return {e["index"]: e for e in map(json.loads, path.read_text().splitlines())}
+
+
+def expected_image(model: Path, seed: int, index: int, label: int) -> np.ndarray:
+    """Image i made directly from (seed, i, its label), through a fresh session."""
+    session = GeneratorSession(model, device="cpu")
+    return session.images(latents(seed, [index], LATENT), np.array([label]))[0]
+
+
+def read_png(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return image[..., None] if image.ndim == 2 else image[..., ::-1]  # OpenCV reads BGR
+
+
+def test_labels_depend_only_on_the_index_and_the_class_list():
+    plan = ClassPlan((3, 1), ("a", "b", "c", "d"))
+    assert plan.labels(np.arange(5)).tolist() == [3, 1, 3, 1, 3]
+    assert plan.labels([7, 2, 1000]).tolist() == [1, 3, 3]  # any order, any subset: the same label per index
+    assert plan.requested_names == ["d", "b"] and not plan.is_all
+    assert ClassPlan((0, 1, 2, 3), plan.names).is_all
+
+
+def test_classes_resolve_by_name_then_index_and_refuse_what_is_not_there(conditional, models):
+    meta = GeneratorSession(conditional["dcgan"], device="cpu").metadata
+    assert meta.class_names == tuple(CLASS_NAMES) and meta.input_names == ["z", "label"]
+    assert resolve_classes(meta, None).requested == (0, 1, 2, 3)
+    assert resolve_classes(meta, "dog").requested == (1,)
+    assert resolve_classes(meta, "3, cat").requested == (3, 0)  # names or indices, in the order given
+    assert resolve_classes(meta, 2).requested == (2,)
+    assert resolve_classes(meta, ["чай", 1]).requested == (3, 1)
+    assert resolve_classes(meta, 'say "hi"').requested == (2,)
+    for bad, message in [("4", "--class 4: .* has no such class; its classes are cat, dog"),
+                         ("cow", "--class cow: .* has no such class"), (-1, "--class -1: .* has no such class"),
+                         ("dog,1", "lists class 'dog' twice"), ("", "names no class"), ("1,", "names no class")]:
+        with pytest.raises(GenerateError, match=message) as e:
+            resolve_classes(meta, bad, "m.onnx")
+        assert "\n" not in str(e.value)
+    unconditional = GeneratorSession(models["dcgan"], device="cpu").metadata
+    assert resolve_classes(unconditional, None) is None and unconditional.input_names == ["z"]
+    with pytest.raises(GenerateError, match="--class 1: m.onnx is an unconditional model"):
+        resolve_classes(unconditional, "1", "m.onnx")
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "mlp"])
+def test_conditional_image_depends_only_on_seed_index_and_label(tmp_path, conditional, arch):
+    """Per-label reproducibility: batch size, shards, worker processes and a resume give the same files,
+    and each file is the image of (seed, i, label i mod K)."""
+    model, n = conditional[arch], 23
+    generate(n, tmp_path / "b7", model, batch_size=7, device="cpu", seed=3, workers=1)
+    reference = files_of(tmp_path / "b7")
+    assert len(reference) == n and len(set(reference.values())) == n
+    generate(n, tmp_path / "b64", model, batch_size=64, device="cpu", seed=3, workers=1)
+    assert files_of(tmp_path / "b64") == reference
+    for k in range(3):
+        generate(n, tmp_path / "shards", model, batch_size=3, device="cpu", seed=3, shard=f"{k}/3", workers=1)
+    assert files_of(tmp_path / "shards") == reference
+    result = generate(n, tmp_path / "procs", model, batch_size=4, device="cpu", seed=3, layout="processes", workers=2)
+    assert result.layout == "processes" and files_of(tmp_path / "procs") == reference
+    with pytest.raises(KeyboardInterrupt):
+        generate(n, tmp_path / "resumed", model, batch_size=5, device="cpu", seed=3, workers=1,
+                 on_progress=interrupt_after(2))
+    assert len(files_of(tmp_path / "resumed")) == 10
+    assert generate(n, tmp_path / "resumed", model, batch_size=6, device="cpu", seed=3, workers=1).made == n - 10
+    assert files_of(tmp_path / "resumed") == reference
+
+    entries = manifest_entries(tmp_path / "b7" / "manifest.jsonl")
+    assert sorted(entries) == list(range(n))
+    for i in (0, 5, 22):
+        assert (entries[i]["label"], entries[i]["class"]) == (i % 4, CLASS_NAMES[i % 4])
+        np.testing.assert_array_equal(read_png(tmp_path / "b7" / entries[i]["file"]), expected_image(model, 3, i, i % 4))
+    header = json.loads((tmp_path / "b7" / "generate.json").read_text())
+    assert (header["layout"], header["classes"], header["labels"]) == ("flat", CLASS_NAMES, [0, 1, 2, 3])
+
+
+def test_class_restricts_the_labels_and_keeps_each_images_bytes(tmp_path, conditional):
+    """--class dog,3: image i gets [dog, чай][i mod 2]; an image with the same (seed, i, label) as in a run of
+    every class is the same image."""
+    model = conditional["dcgan"]
+    every = tmp_path / "every"
+    generate(8, every, model, device="cpu", seed=1, workers=1)
+    result = generate(8, tmp_path / "two", model, device="cpu", seed=1, workers=1, classes="dog,3")
+    assert result.classes == ("dog", "чай")
+    entries = manifest_entries(tmp_path / "two" / "manifest.jsonl")
+    assert [entries[i]["label"] for i in range(8)] == [1, 3] * 4
+    assert [entries[i]["class"] for i in range(8)] == ["dog", "чай"] * 4
+    assert json.loads((tmp_path / "two" / "generate.json").read_text())["classes"] == ["dog", "чай"]
+    # images 3 and 7 have label 3 in both runs: the same image; the others have another label in each run
+    for i in range(8):
+        same = (tmp_path / "two" / relpath_for(i, "png")).read_bytes() == (every / relpath_for(i, "png")).read_bytes()
+        assert same == (i in (3, 7)), i
+    sevens = generate(6, tmp_path / "one", model, device="cpu", seed=1, workers=1, classes=["cat"])
+    assert sevens.classes == ("cat",)
+    assert {e["class"] for e in manifest_entries(tmp_path / "one" / "manifest.jsonl").values()} == {"cat"}
+
+
+def test_imagefolder_layout_loads_with_torchvision_and_resumes(tmp_path, conditional):
+    from torchvision.datasets import ImageFolder
+
+    out, model, n = tmp_path / "digits", conditional["dcgan"], 30
+    with pytest.raises(KeyboardInterrupt):
+        generate(n, out, model, batch_size=4, device="cpu", seed=2, workers=1, file_layout="imagefolder",
+                 on_progress=interrupt_after(3))
+    result = generate(n, out, model, batch_size=9, device="cpu", seed=2, workers=1, file_layout="imagefolder")
+    assert (result.already, result.made, result.file_layout) == (12, 18, "imagefolder")
+    dataset = ImageFolder(str(out))
+    assert dataset.classes == sorted(CLASS_NAMES) and len(dataset) == n
+    counts = np.bincount([label for _, label in dataset.samples], minlength=4)
+    assert counts.tolist() == [n // 4 + (dataset.classes[c] in CLASS_NAMES[:n % 4]) for c in range(4)]
+    for path, label in dataset.samples:  # each file is in its class's folder, as the manifest says
+        index = int(Path(path).stem)
+        assert dataset.classes[label] == CLASS_NAMES[index % 4]
+    entries = manifest_entries(out / "manifest.jsonl")
+    assert sorted(entries) == list(range(n))
+    assert entries[6] == {"index": 6, "seed": 2, "file": 'say "hi"/000000006.png', "label": 2, "class": 'say "hi"'}
+    np.testing.assert_array_equal(read_png(out / entries[7]["file"]), expected_image(model, 2, 7, 3))
+    # the same images as the flat layout, file for file
+    generate(n, tmp_path / "flat", model, batch_size=64, device="cpu", seed=2, workers=1)
+    flat = manifest_entries(tmp_path / "flat" / "manifest.jsonl")
+    for i in range(n):
+        assert (out / entries[i]["file"]).read_bytes() == (tmp_path / "flat" / flat[i]["file"]).read_bytes()
+    # resume finds the files in their class folders; a deleted one is made again, listed once
+    assert generate(n, out, model, device="cpu", seed=2, workers=1, file_layout="imagefolder").made == 0
+    (out / entries[13]["file"]).unlink()
+    assert generate(n, out, model, device="cpu", seed=2, workers=1, file_layout="imagefolder").made == 1
+    assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(n))
+    # with --class, ImageFolder sees only those classes
+    generate(10, tmp_path / "two", model, device="cpu", seed=2, workers=1, file_layout="imagefolder", classes="чай,cat")
+    two = ImageFolder(str(tmp_path / "two"))
+    assert two.classes == ["cat", "чай"] and np.bincount(two.targets).tolist() == [5, 5]
+
+
+def test_npz_chunks_of_a_conditional_model_hold_the_labels(tmp_path, conditional):
+    out = tmp_path / "npz"
+    generate(1_200, out, conditional["mlp"], device="cpu", fmt="npz", seed=4, workers=1, classes="1,2,0")
+    with np.load(out / "00000" / "000001000.npz") as data:
+        assert data["labels"].tolist() == [[1, 2, 0][i % 3] for i in range(1000, 1200)]
+        assert np.array_equal(data["indices"], np.arange(1000, 1200))
+    entries = manifest_entries(out / "manifest.jsonl")
+    assert entries[1001] == {"index": 1001, "seed": 4, "file": "00000/000001000.npz", "item": 1, "label": 0,
+                             "class": "cat"}
+    images, labels, _ = generate_array(conditional["mlp"], 5, seed=4, device="cpu", classes="1,2,0", return_labels=True)
+    assert labels.tolist() == [1, 2, 0, 1, 2]
+    with np.load(out / "00000" / "000000000.npz") as data:
+        np.testing.assert_array_equal(data["images"][:5], images)
+
+
+def test_a_folder_refuses_other_classes_or_another_layout(tmp_path, conditional):
+    out, model = tmp_path / "out", conditional["dcgan"]
+    generate(4, out, model, device="cpu", workers=1, classes="dog")
+    with pytest.raises(GenerateError, match=r"holds images of classes dog, not classes cat, dog, .*same --class"):
+        generate(4, out, model, device="cpu", workers=1)
+    with pytest.raises(GenerateError, match="holds images in the flat layout, not imagefolder; .*--layout flat"):
+        generate(4, out, model, device="cpu", workers=1, classes="dog", file_layout="imagefolder")
+    assert generate(4, out, model, device="cpu", workers=1, classes="1").made == 0  # index 1 is the class dog
+
+
+def test_unconditional_contract_is_unchanged(tmp_path, models):
+    """One input z, manifest lines without labels, no labels from generate_array, images as before."""
+    session = GeneratorSession(models["dcgan"], device="cpu")
+    assert [i.name for i in session.session.get_inputs()] == ["z"] and session.metadata.class_names == ()
+    result = generate(3, tmp_path / "out", models["dcgan"], device="cpu", seed=5, workers=1)
+    assert result.classes == () and result.file_layout == "flat"
+    assert (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0] == \
+        '{"index": 0, "seed": 5, "file": "00000/000000000.png"}'
+    header = json.loads((tmp_path / "out" / "generate.json").read_text())
+    assert (header["classes"], header["labels"], header["layout"]) == (None, None, "flat")
+    images, meta = generate_array(models["dcgan"], 3, seed=5, device="cpu")
+    assert np.array_equal(images, session.images(latents(5, np.arange(3), LATENT)))
+    assert generate_array(models["dcgan"], 3, seed=5, device="cpu", return_labels=True)[1] is None
+    # a folder written before headers named a layout or classes still resumes
+    header.pop("layout"), header.pop("classes"), header.pop("labels")
+    (tmp_path / "out" / "generate.json").write_text(json.dumps(header))
+    assert generate(3, tmp_path / "out", models["dcgan"], device="cpu", seed=5, workers=1).made == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"classes": "9"}, "--class 9: .* has no such class; its classes are cat, dog"),
+    ({"classes": "cat,cat"}, "lists class 'cat' twice"),
+    ({"file_layout": "folders"}, "unknown --layout 'folders'; use flat or imagefolder"),
+    ({"file_layout": "imagefolder", "fmt": "npz"}, "--layout imagefolder writes one file per image; use --format png"),
+    ({"layout": "imagefolder"}, "layout='imagefolder' spreads the work .* file_layout='imagefolder'"),
+])
+def test_bad_labels_and_layouts_are_one_clear_error_before_any_file(tmp_path, conditional, kwargs, message):
+    with pytest.raises(GenerateError, match=message) as e:
+        generate(4, tmp_path / "out", conditional["dcgan"], device="cpu", **kwargs)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_a_session_refuses_labels_outside_the_classes(conditional, models):
+    session = GeneratorSession(conditional["dcgan"], device="cpu")
+    z = latents(0, np.arange(2), LATENT)
+    with pytest.raises(GenerateError, match="label 4 is outside .* classes 0 to 3"):
+        session.images(z, np.array([0, 4]))
+    with pytest.raises(GenerateError, match="class-conditional; pass a label per image"):
+        session.images(z)
+    with pytest.raises(GenerateError, match="unconditional model; it takes no labels"):
+        GeneratorSession(models["dcgan"], device="cpu").images(z, np.array([0, 1]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--class", "12"], "--class 12: "),
+    (["--class", "cat,bird"], "--class bird: "),
+    (["--layout", "imagefolder", "--format", "npz"], "--layout imagefolder writes one file per image"),
+])
+def test_cli_bad_class_is_one_red_line_and_exit_1(tmp_path, conditional, args, message):
+    result = CliRunner().invoke(cli.app, ["generate", "-n", "4", "--out", str(tmp_path / "o"), "--model",
+                                          str(conditional["dcgan"]), "--device", "cpu", *args])
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*.png"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--class", "7"], "is an unconditional model (it has no classes); drop --class"),
+    (["--layout", "imagefolder"], "--layout imagefolder makes one folder per class, but"),
+])
+def test_cli_class_or_imagefolder_on_an_unconditional_model_is_refused(tmp_path, models, args, message):
+    result = CliRunner().invoke(cli.app, ["generate", "-n", "4", "--out", str(tmp_path / "o"), "--model",
+                                          str(models["dcgan"]), "--device", "cpu", *args])
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_generates_one_class_into_an_imagefolder(tmp_path, conditional):
+    args = ["generate", "-n", "12", "--out", str(tmp_path / "o"), "--model", str(conditional["mlp"]), "--device", "cpu",
+            "--class", "dog", "--layout", "imagefolder"]
+    result = CliRunner().invoke(cli.app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "made 12 images" in result.output and "classes dog" in result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["dog", "generate.json", "manifest.jsonl"]
+    assert len(list((tmp_path / "o" / "dog").glob("*.png"))) == 12
 
 
 # ---- bad input ---------------------------------------------------------------------------------

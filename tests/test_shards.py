@@ -1,4 +1,5 @@
-"""Sharded generation: 3 shard processes make, file for file, what one process makes; merge checks the union."""
+"""Sharded generation: 3 shard processes make, file for file, what one process makes; merge checks the union
+(flat and imagefolder layouts, labelled sets of class-conditional models too)."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -73,3 +75,45 @@ def test_merge_names_what_is_missing_or_doubled(model, tmp_path):
     result = runner.invoke(app, ["merge", "-n", "30", "--out", str(out)])
     assert result.exit_code == 1 and "shards must be disjoint" in result.output
     assert not (out / "manifest.jsonl").exists()
+
+
+@pytest.fixture(scope="module")
+def conditional_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    names = ["zero", "one", "two"]
+    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=1, img_size=28, width=8, dataset="mnist", epochs=0,
+                         seed=0, class_names=names)
+    path = tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx"
+    export_onnx(build_generator("dcgan", 16, 1, 28, 8, num_classes=3).eval(), spec, path, OUTPUT_UINT8_NHWC)
+    return path
+
+
+def test_imagefolder_shards_merge_into_one_labelled_set(conditional_model, tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    common = ["--model", str(conditional_model), "--layout", "imagefolder", "--class", "two,zero", "--device", "cpu"]
+    result = runner.invoke(app, ["generate", "-n", "30", "--out", str(single), *common])
+    assert result.exit_code == 0, result.output
+    for k in range(3):
+        result = runner.invoke(app, ["generate", "-n", "30", "--out", str(sharded), "--shard", f"{k}/3",
+                                     "--batch-size", str(4 + k), *common])
+        assert result.exit_code == 0, result.output
+    assert image_files(sharded) == image_files(single)
+    result = runner.invoke(app, ["merge", "-n", "30", "--out", str(sharded)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (sharded / "manifest.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in lines] == list(range(30))
+    assert [(e["label"], e["class"]) for e in lines[:3]] == [(2, "two"), (0, "zero"), (2, "two")]
+    assert all(e["file"] == f"{e['class']}/{e['index']:09d}.png" for e in lines)
+    dataset = ImageFolder(str(sharded))
+    assert dataset.classes == ["two", "zero"] and np.bincount(dataset.targets).tolist() == [15, 15]
+
+    # a shard whose labels disagree with the folder's classes (another --class, copied in) is refused
+    path = sharded / "manifest-1-of-3.jsonl"
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    entries[0]["label"] = 1
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    result = runner.invoke(app, ["merge", "-n", "30", "--out", str(sharded)])
+    assert result.exit_code == 1 and "the shards used different --class" in result.output
+    assert result.output.strip().count("\n") == 0
