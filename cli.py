@@ -430,6 +430,8 @@ def evaluate(
     (pt_inception-2015-12-05-6726825d.pth) are on disk, and for MNIST the project's classifier (FCD, classifier IS, KID, digit shares). Each score
     is shown beside a floor (real test vs real training data) and a ceiling (an untrained generator
     of the same architecture); a memorisation check flags near-copies of training images.
+
+    A class-conditional MNIST model makes every digit evenly and adds: label accuracy (the share of images the classifier assigns to the digit asked for), per-class FCD, and the classification accuracy score (CAS: a classifier trained only on the generated digits, tested on real MNIST test), each beside its real-data reference.
     """
     with terminal_edge():
         result = gancli.evaluate(model, dataset, n, seed=seed, data_root=data_root,
@@ -458,6 +460,8 @@ def print_eval(result: dict) -> None:
     if result["class_shares"] is not None:
         shares = "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["class_shares"]["generated"]))
         console.print(f"digit shares: {shares}", highlight=False)
+    if result.get("conditional"):
+        print_conditional(result["conditional"])
     memo = result["memorisation"]
     console.print(f"memorisation: {memo['num_flagged']} near-copies of training images among {memo['num_checked']} "
                   f"generated (nearest-training-image distance / typical: median {memo['median_ratio']:.2f}, "
@@ -465,6 +469,31 @@ def print_eval(result: dict) -> None:
                   f"flagged below {memo['threshold_ratio']})", highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+
+
+def number(value: float | None, spec: str) -> str:
+    """A score, or a dash where there was too little to compute it."""
+    return "-" if value is None else format(value, spec)
+
+
+def print_conditional(scores: dict) -> None:
+    """A conditional MNIST model's scores (gan/conditional_metrics.py) beside their real-data references."""
+    from rich.table import Table
+
+    accuracy, fcd, cas = scores["label_accuracy"], scores["fcd_per_class"], scores["cas"]
+    table = Table(title=f"class-conditional: {sum(scores['images_per_class']):,} images of {len(scores['class_names'])} "
+                        f"classes, judged by the {scores['feature_network']}")
+    for column in ("metric", "generated", "reference"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    table.add_row("label accuracy", f"{accuracy['generated']:.2%}", f"{accuracy['real_test']:.2%} (real test)")
+    table.add_row("FCD per class, mean", number(fcd["generated"]["mean"], ".4g"),
+                  f"{number(fcd['real_test']['mean'], '.4g')} (real test)")
+    table.add_row(f"CAS ({cas['train_images']:,} images, {cas['epochs']} epochs)", f"{cas['generated']:.2%}",
+                  f"{cas['real_train']:.2%} (trained on real)")
+    console.print(table)
+    rows = zip(scores["class_names"], accuracy["per_class"]["generated"], fcd["generated"]["per_class"])
+    per_class = "  ".join(f"{name}: {number(acc, '.1%')} / {number(dist, '.3g')}" for name, acc, dist in rows)
+    console.print(f"per class (label accuracy / FCD): {per_class}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ only puts the pieces together, each of which has its own module:
 - gan/feature_networks.py: Inception (weights from disk, gan/fid_inception.py) and the MNIST classifier;
 - gan/scoring.py: FD, KID, IS and class shares of each image set with one network (math in gan/metrics.py);
 - gan/memorisation.py: nearest training image of generated images, in pixel space;
+- gan/conditional_metrics.py: a class-conditional MNIST model's label accuracy, per-class FCD and CAS;
 - gan/targets.py: the project's own targets for the shipped MNIST generator (not part of any result here).
 """
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from gancli.gan.classifier import FEATURE_NETWORK_NAME as CLASSIFIER_NETWORK_NAME
-from gancli.gan.classifier import check_mnist_images
+from gancli.gan.classifier import check_mnist_images, load_classifier
 from gancli.gan.distributed import select_device
 from gancli.gan.errors import EvalError
 from gancli.gan.feature_networks import FeatureNetwork, feature_networks
 from gancli.gan.memorisation import memorisation_check
-from gancli.gan.real_data import RealData, load_real_data
+from gancli.gan.real_data import RealData, load_mnist_nhwc, load_real_data
 from gancli.gan.scoring import MIN_IMAGES, Log, check_images, score_with_network
 from gancli.gan.untrained import untrained_generator_images
 
@@ -95,19 +96,48 @@ def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: in
 
     The images are made through the runtime, exactly as `gancli generate` makes them; the ceiling is an untrained
     generator of the model's architecture and width. The result is `evaluate`'s dict plus a "model" entry (path,
-    weights hash, architecture, data set, precision, seed). Bad input raises a GancliError subclass (EvalError,
-    DataError, GenerateError).
+    weights hash, architecture, data set, precision, seed). A class-conditional model makes its classes evenly
+    (image i gets class i mod K, as in `gancli generate`) and adds a "conditional" entry: for MNIST, label
+    accuracy, per-class FCD and CAS (gan/conditional_metrics.py); elsewhere None, with a note. Bad input raises
+    a GancliError subclass (EvalError, DataError, GenerateError).
     """
     from gancli.runtime.generate import generate_array, resolve_model
 
     if n < MIN_IMAGES:
         raise EvalError(f"-n {n} is too few to score; pass at least {MIN_IMAGES} (10,000 is the usual)")
     path = resolve_model(model, precision)
-    generated, meta = generate_array(path, n, seed=seed, device=device, precision=precision)
+    generated, labels, meta = generate_array(path, n, seed=seed, device=device, precision=precision,
+                                             return_labels=True)
     untrained = untrained_generator_images(meta.arch, meta.latent_dim, meta.channels, meta.img_size, n,
                                            width=model_width(path))
     result = evaluate(generated, untrained, dataset, data_root=str(data_root) if data_root is not None else None,
                       inception_weights=inception_weights, device=device, seed=seed, log=log)
     result["model"] = {"path": str(path), "weights_sha256": meta.weights_sha256, "arch": meta.arch,
                        "dataset": meta.dataset, "precision": meta.precision, "seed": seed}
+    if meta.conditional:
+        result["model"]["class_names"] = list(meta.class_names)
+        result["conditional"] = evaluate_conditional(generated, labels, meta.class_names, dataset, data_root, device,
+                                                     seed, result["notes"], log)
     return result
+
+
+def evaluate_conditional(generated: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], dataset: str,
+                         data_root: str | Path | None, device: str, seed: int, notes: list[str],
+                         log: Log | None = None) -> dict | None:
+    """gan/conditional_metrics.py's scores of a conditional MNIST model's images with their labels; None (and a
+    note) for another data set or classes that are not the ten digits."""
+    from gancli.gan import conditional_metrics as cm
+    from gancli.gan import data
+
+    if dataset != "mnist" or sorted(class_names) != cm.DIGITS:
+        notes.append("label accuracy, per-class FCD and CAS need the MNIST classifier and a model whose classes are "
+                     "the digits 0-9; not computed for this model")
+        return None
+    root = data.resolve_data_root(str(data_root) if data_root is not None else None)
+    torch_device = select_device(device)
+    classifier, spec = load_classifier(device=torch_device)
+    real_train = cm.LabelledImages(*load_mnist_nhwc(root, train=True))
+    real_test = cm.LabelledImages(*load_mnist_nhwc(root, train=False))
+    generated_set = cm.LabelledImages(generated, cm.digit_labels(labels, class_names))
+    return cm.conditional_scores(generated_set, real_train, real_test, classifier, spec, class_names, seed=seed,
+                                 device=torch_device, log=log)

@@ -1,6 +1,6 @@
 """gancli's command line (cli.py) as users meet it: help at 80 columns, --version, one-line errors and
-warnings, and train / eval / merge end to end through Typer's CliRunner (generate: test_runtime.py,
-shards: test_shards.py)."""
+warnings, and train / eval (class-conditional models too) / merge end to end through Typer's CliRunner
+(generate: test_runtime.py, shards: test_shards.py)."""
 from __future__ import annotations
 
 import json
@@ -226,6 +226,50 @@ def test_eval_of_a_missing_model_is_one_line(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "nope.onnx"), "--dataset", "mnist", "-n", "10"])
     assert result.exit_code == 1
     assert result.output.strip().count("\n") == 0 and "not found" in result.output
+
+
+@pytest.fixture(scope="module")
+def evaluated_conditional(data_root, tmp_path_factory):
+    """`gancli eval --out` of an untrained class-conditional DCGAN (the ten digits), 200 images, scored by the MNIST
+    classifier alone (Inception is test_evaluate's business)."""
+    from gancli.gan import evaluate as evaluate_module
+    from gancli.gan.feature_networks import mnist_classifier_network
+
+    torch.manual_seed(0)
+    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=1, img_size=28, width=8, dataset="mnist", epochs=0,
+                         seed=0, class_names=[str(d) for d in range(10)])
+    model = tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx"
+    export_onnx(build_generator("dcgan", 16, 1, 28, 8, num_classes=10).eval(), spec, model, OUTPUT_UINT8_NHWC)
+    out = tmp_path_factory.mktemp("cout") / "scores.json"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluate_module, "feature_networks",
+                   lambda dataset, *args, device="cpu", **kwargs: ([mnist_classifier_network(device)], []))
+        result = runner.invoke(app, ["eval", str(model), "--dataset", "mnist", "-n", "200", "--data-root", str(data_root),
+                                     "--device", "cpu", "--out", str(out)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output, json.loads(out.read_text())
+
+
+def test_eval_of_a_conditional_model_adds_label_accuracy_per_class_fcd_and_cas(evaluated_conditional):
+    output, scores = evaluated_conditional
+    conditional = scores["conditional"]
+    assert conditional["class_names"] == [str(d) for d in range(10)] and conditional["images_per_class"] == [20] * 10
+    assert scores["model"]["class_names"] == conditional["class_names"]
+    accuracy, fcd, cas = conditional["label_accuracy"], conditional["fcd_per_class"], conditional["cas"]
+    # an untrained generator draws no digit it is asked for; real digits are what the classifier knows
+    assert accuracy["generated"] < 0.5 < 0.98 < accuracy["real_test"]
+    assert len(accuracy["per_class"]["generated"]) == len(fcd["generated"]["per_class"]) == 10
+    assert fcd["generated"]["mean"] > 10 * fcd["real_test"]["mean"]
+    assert (cas["train_images"], cas["test_images"], cas["epochs"]) == (200, 10_000, 5)
+    assert 0.0 <= cas["generated"] <= 1.0 and cas["real_train"] > 0.5
+    for text in ("class-conditional: 200 images of 10 classes", "label accuracy", "FCD per class, mean",
+                 "CAS (200 images, 5 epochs)", "(trained on real)", "per class (label accuracy / FCD): 0:"):
+        assert text in output, text
+
+
+def test_eval_of_an_unconditional_model_has_no_conditional_scores(evaluated):
+    output, scores, _ = evaluated
+    assert "conditional" not in scores and "label accuracy" not in output
 
 
 # ---- merge --------------------------------------------------------------------------------------
