@@ -143,7 +143,8 @@ def move_into_place(staged: list[Path], out_dir: Path) -> list[Path]:
 
 def print_summary(result: ExportResult, console: Console) -> None:
     report = result.report
-    table = Table(title=f"parity with eager PyTorch: batches {report.batch_sizes}, seeds {report.seeds}")
+    labels = f", labels of {report.classes_checked} of {report.classes} classes" if report.classes else ""
+    table = Table(title=f"parity with eager PyTorch: batches {report.batch_sizes}, seeds {report.seeds}{labels}")
     table.add_column("file", no_wrap=True)
     table.add_column("runtime", no_wrap=True)
     table.add_column("max error", justify="right")

@@ -481,3 +481,10 @@ def test_cli_onnx_with_out_and_opset(small_artifact, tmp_path):
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["generator-uint8.onnx", "generator.onnx", "parity.json"]
     model = onnx.load(str(tmp_path / "models" / "generator.onnx"))
     assert {op.version for op in model.opset_import if op.domain in ("", "ai.onnx")} == {18}
+
+
+def test_cli_export_of_a_conditional_generator_names_the_classes_checked(tmp_path):
+    artifact = make_artifact(tmp_path / "artifact", "mlp", class_names=CLASS_NAMES)
+    result = CliRunner().invoke(cli.app, ["export", str(artifact), "--format", "torchscript"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "labels of 3 of 3 classes" in result.output

@@ -682,6 +682,19 @@ def test_cuda_makes_the_same_images_as_the_cpu(tmp_path, models):
     assert (result.device, result.layout, result.made) == ("cuda", "threads", 50)
 
 
+@pytest.mark.gpu
+def test_cuda_feeds_labels_through_io_binding(tmp_path, conditional):
+    session = GeneratorSession(conditional["dcgan"], device="cuda")
+    assert session.device == "cuda"
+    z, labels = latents(0, np.arange(16), LATENT), np.arange(16) % 4
+    gpu = session.images(z, labels)
+    cpu = GeneratorSession(conditional["dcgan"], device="cpu").images(z, labels)
+    assert np.abs(gpu.astype(int) - cpu).max() <= 1
+    result = generate(40, tmp_path, conditional["dcgan"], device="cuda", file_layout="imagefolder", classes="dog,cat")
+    assert (result.device, result.made) == ("cuda", 40)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["cat", "dog"]
+
+
 # ---- CLI and imports ----------------------------------------------------------------------------
 
 def test_cli_generate_writes_images_grid_and_closing_line(tmp_path, models):
