@@ -15,15 +15,35 @@ import numpy as np
 
 from gancli.gan import metrics
 from gancli.gan.errors import EvalError
+from gancli.gan.feature_cache import FeatureStats, feature_stats, frechet_distance
 from gancli.gan.feature_networks import FeatureNetwork
+from gancli.gan.standard_inception import progress_logger
 
 IMAGE_SETS = ("generated", "real_test", "untrained_generator")
+UNCACHED_SETS = ("generated",)  # every other set is the same images each time: its statistics are cached
 MIN_IMAGES = 10  # fewer images give no meaningful score (10,000 is the usual)
 Log = Callable[[str], None]
 
 
-def _score(value: float, std: float | None = None) -> dict:
-    return {"value": float(value), "std": None if std is None else float(std)}
+def _score(value: float, std: float | None = None, n: int | None = None) -> dict:
+    return {"value": float(value), "std": None if std is None else float(std), "n": n}
+
+
+def set_statistics(network: FeatureNetwork, images: np.ndarray, what: str, cache: bool = True, seed: int = 0,
+                   log: Log | None = None) -> FeatureStats:
+    """FeatureStats of `images` through `network`: from the cache when it holds them (`cache` and the network
+    is cacheable), else computed, with progress logged for slow networks, and stored."""
+    label = f"{network.name}: {what}"
+
+    def extract(batch: np.ndarray):
+        if log:
+            log(f"{label}: features of {len(batch):,} images")
+        if log and network.slow:
+            return network.extract(batch, progress_logger(log, label))
+        return network.extract(batch)
+
+    stats, _ = feature_stats(extract, images, network.cache_id, cache=cache, seed=seed, log=log, what=label)
+    return stats
 
 
 def score_with_network(network: FeatureNetwork, image_sets: dict[str, np.ndarray], reference: np.ndarray,
@@ -31,24 +51,23 @@ def score_with_network(network: FeatureNetwork, image_sets: dict[str, np.ndarray
                        log: Log | None = None) -> tuple[list[dict], dict | None]:
     """FD, KID (and IS with class shares, for classifiers) of each image set against `reference`.
 
-    Returns score rows {metric, feature_network, better, <set>: {value, std}} and the class shares (or None).
+    Returns score rows {metric, feature_network, better, reference_n, <set>: {value, std, n}} and the class
+    shares (or None). FD depends on n (fewer images score worse), so every value carries the n it was taken on.
+    Statistics of the reference and of every set but "generated" come from the cache when it holds them
+    (gan/feature_cache.py); KID draws its subsets from a seeded pool of at most feature_cache.KID_POOL features.
     """
-    if log:
-        log(f"{network.name}: features of {len(reference)} reference images")
-    ref_features, _ = network.extract(reference)
+    ref = set_statistics(network, reference, "reference", True, seed, log)
     fd, kid, is_, shares = {}, {}, {}, {}
     for set_name, images in image_sets.items():
-        if log:
-            log(f"{network.name}: features of {len(images)} {set_name.replace('_', ' ')} images")
-        features, probs = network.extract(images)
-        fd[set_name] = _score(metrics.frechet_distance(features, ref_features))
-        kid[set_name] = _score(*metrics.kernel_inception_distance(features, ref_features, kid_subsets,
-                                                                   kid_subset_size, seed))
-        if probs is not None:
-            is_[set_name] = _score(*metrics.inception_score(probs))
-            shares[set_name] = metrics.class_shares(probs).tolist()
-    rows = [{"metric": network.fd_name, "feature_network": network.name, "better": "lower", **fd},
-            {"metric": "KID", "feature_network": network.name, "better": "lower", **kid}]
+        stats = set_statistics(network, images, set_name.replace("_", " "), set_name not in UNCACHED_SETS, seed, log)
+        fd[set_name] = _score(frechet_distance(stats, ref), n=stats.n)
+        kid[set_name] = _score(*metrics.kernel_inception_distance(stats.kid_features, ref.kid_features, kid_subsets,
+                                                                   kid_subset_size, seed), n=stats.n)
+        if stats.probs is not None:
+            is_[set_name] = _score(*metrics.inception_score(stats.probs), n=stats.n)
+            shares[set_name] = metrics.class_shares(stats.probs).tolist()
+    common = {"feature_network": network.name, "better": "lower", "reference_n": ref.n}
+    rows = [{"metric": network.fd_name, **common, **fd}, {"metric": "KID", **common, **kid}]
     if not is_:
         return rows, None
     rows.append({"metric": "IS", "feature_network": network.name, "better": "higher", **is_})

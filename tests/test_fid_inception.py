@@ -1,5 +1,5 @@
 """gancli.gan.fid_inception: the FID Inception weights are found where they are named or cached, checked, never
-downloaded, and load into pytorch-fid's InceptionV3 from a local file."""
+downloaded, and load into pytorch-fid's InceptionV3 from a local file, with the classifier layer the IS needs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -89,5 +89,9 @@ def test_fid_inception_loads_from_a_local_file_without_network(tmp_path, monkeyp
     conv = model.blocks[0][0].conv.weight
     assert torch.equal(conv, state["Conv2d_1a_3x3.conv.weight"].float())
     images, _ = load_mnist_nhwc(data_root, train=False, download=False)
-    features = fid_inception.inception_features(model, images[:2], batch_size=1)  # grey 28x28, resized to 299 inside
+    # grey 28x28, resized to 299 inside; the 1008-way layer (no bias) gives the IS's class probabilities
+    features, probs = fid_inception.inception_outputs(model, images[:2], batch_size=1)
     assert features.shape == (2, 2048) and np.isfinite(features).all()
+    assert torch.equal(model.logit_weight, state["fc.weight"].float())
+    expected = torch.softmax(torch.from_numpy(features) @ state["fc.weight"].double().T, dim=1).numpy()
+    assert probs.shape == (2, 1008) and np.allclose(probs, expected, atol=1e-6)

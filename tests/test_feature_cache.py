@@ -1,0 +1,109 @@
+"""gancli.gan.feature_cache: statistics of an image set, FD from them, and their cache keyed by the images' content
+and the network (hit on the second call, missed when the images or the network change, rewritten when unreadable)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gancli.gan import feature_cache as fc
+from gancli.gan import metrics
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(fc.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class CountingExtract:
+    """A cheap stand-in network: per-channel means and spreads of the pixels, counting its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, images: np.ndarray):
+        self.calls += 1
+        x = images.astype(np.float64)
+        return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2)), x[:, ::8, ::8].reshape(len(x), -1)], 1), None
+
+
+def images(seed: int, n: int = 40) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 16, 16, 3), dtype=np.uint8)
+
+
+def test_fd_from_statistics_is_the_closed_form_for_known_gaussians():
+    # N(m1, diag(v1)) vs N(m2, diag(v2)): |m1 - m2|^2 + sum(v1 + v2 - 2 sqrt(v1 v2))
+    m1, m2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    v1, v2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    a = fc.FeatureStats(100, m1, np.diag(v1), np.zeros((2, 3), np.float32), None)
+    b = fc.FeatureStats(100, m2, np.diag(v2), np.zeros((2, 3), np.float32), None)
+    expected = np.sum((m1 - m2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    assert fc.frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)  # 5 + (1 + 1 + 4) = 11
+    assert fc.frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
+
+
+def test_fd_from_statistics_equals_fd_from_features():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 6)), rng.normal(0.5, 2.0, size=(200, 6))
+    stats = fc.FeatureStats.from_features
+    assert fc.frechet_distance(stats(x), stats(y)) == pytest.approx(metrics.frechet_distance(x, y), rel=1e-12)
+
+
+def test_fd_from_statistics_handles_fewer_images_than_feature_dimensions():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(10, 50)), rng.normal(0.3, 1.5, size=(15, 50))  # singular covariances
+    stats = fc.FeatureStats.from_features
+    assert fc.frechet_distance(stats(x), stats(y)) == pytest.approx(metrics.frechet_distance(x, y), rel=1e-6)
+    assert abs(fc.frechet_distance(stats(x), stats(x))) < 1e-4
+
+
+def test_kid_pool_is_a_seeded_subset_of_at_most_kid_pool_rows():
+    features = np.random.default_rng(0).normal(size=(50, 4))
+    small = fc.FeatureStats.from_features(features, kid_pool=100)
+    np.testing.assert_array_equal(small.kid_features, features.astype(np.float32))
+    pooled = fc.FeatureStats.from_features(features, kid_pool=20, seed=3)
+    assert pooled.kid_features.shape == (20, 4) and pooled.n == 50
+    np.testing.assert_array_equal(pooled.kid_features, fc.FeatureStats.from_features(features, kid_pool=20,
+                                                                                     seed=3).kid_features)
+
+
+def test_second_call_is_a_cache_hit_and_changed_images_a_miss(cache):
+    extract, lines = CountingExtract(), []
+    first, hit = fc.feature_stats(extract, images(0), "net:v1", log=lines.append, what="ref")
+    assert not hit and extract.calls == 1
+    assert len(list((cache / fc.CACHE_SUBDIR).glob("*.npz"))) == 1
+    again, hit = fc.feature_stats(extract, images(0), "net:v1", log=lines.append, what="ref")
+    assert hit and extract.calls == 1 and any("from the cache" in line for line in lines)
+    for name in ("mean", "cov", "kid_features"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+    changed = images(0)
+    changed[3, 5, 5, 1] ^= 1  # one pixel of one image
+    assert not fc.feature_stats(extract, changed, "net:v1")[1] and extract.calls == 2
+    assert not fc.feature_stats(extract, images(0), "net:v2")[1] and extract.calls == 3  # another network
+    assert not fc.feature_stats(extract, images(0), "net:v1", cache=False)[1] and extract.calls == 4
+    assert not fc.feature_stats(extract, images(0), None)[1] and extract.calls == 5  # network not cacheable
+    assert not list(cache.rglob(".*tmp-*"))  # written atomically: no temp file left
+
+
+def test_an_unreadable_entry_is_computed_again_and_rewritten(cache):
+    extract = CountingExtract()
+    fc.feature_stats(extract, images(1), "net:v1")
+    (entry,) = (cache / fc.CACHE_SUBDIR).glob("*.npz")
+    entry.write_bytes(b"truncated")
+    assert not fc.feature_stats(extract, images(1), "net:v1")[1] and extract.calls == 2
+    assert fc.feature_stats(extract, images(1), "net:v1")[1] and extract.calls == 2
+
+
+def test_probabilities_are_kept_for_classifiers(cache):
+    probs = np.full((40, 10), 0.1)
+    stats, _ = fc.feature_stats(lambda x: (CountingExtract()(x)[0], probs), images(2), "clf:v1")
+    cached, hit = fc.feature_stats(lambda x: pytest.fail("recomputed"), images(2), "clf:v1")
+    assert hit and cached.probs.shape == (40, 10)
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(fc.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert fc.cache_dir() == tmp_path / "xdg" / "gancli"
+    monkeypatch.setenv(fc.CACHE_ENV, str(tmp_path / "mine"))
+    assert fc.cache_dir() == tmp_path / "mine"
