@@ -5,24 +5,31 @@ JSON instead of guessing flags (diffusers' config.json beside the weights; nanoG
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from gancli.gan.errors import ArtifactError
+from gancli.gan.jsonfile import read_json_object, wrong_field
 from gancli.gan.networks import build_generator
-from gancli.runtime.files import atomic_path, sha256_file, write_text_atomic
+from gancli.runtime.files import atomic_path, sha256_file
 
 WEIGHTS_NAME = "generator.safetensors"
 SPEC_NAME = "generator.json"
 ARTIFACT_FORMAT = "gancli-generator"
 ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_WAY_OUT = f"copy {SPEC_NAME} and {WEIGHTS_NAME} again, together, from the run that wrote them"
 
 
 def gancli_version() -> str:
@@ -72,16 +79,41 @@ class GeneratorSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ArtifactError(f"{source} is not valid JSON ({e}); re-export the generator from its run") from e
-        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"{source} is not a gancli generator description (no format {ARTIFACT_FORMAT!r})")
-        if data.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
-            raise ArtifactError(f"{source} has format version {data['format_version']}; upgrade gancli to read it")
-        try:
-            data["value_range"] = tuple(data.get("value_range", (-1.0, 1.0)))
-            return cls(**data)
-        except TypeError as e:
-            raise ArtifactError(f"{source} has missing or unknown fields ({e})") from e
+            raise ArtifactError(f"{source} is not valid JSON ({e}); {ARTIFACT_WAY_OUT}") from e
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "generator.json") -> "GeneratorSpec":
+        """The spec in `data`; one ArtifactError line naming `source` when it is foreign, from a newer
+        gancli, or has a field missing, unknown or of the wrong type."""
+        return cls(**spec_fields(cls, data, source, ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION,
+                                 "a gancli generator description", ARTIFACT_WAY_OUT))
+
+
+def spec_fields(cls: type, data: Any, source: str, fmt: str, version: int, what: str, way_out: str) -> dict[str, Any]:
+    """The fields of a JSON description (generator.json, classifier.json) checked against dataclass `cls`:
+    its `fmt` and a format version this gancli reads, no missing or unknown field, each of its type."""
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise ArtifactError(f"{source} is not {what} (no format {fmt!r}); {way_out}")
+    found = data.get("format_version", 0)
+    if not isinstance(found, int) or isinstance(found, bool):
+        raise ArtifactError(f"{source} has format version {json.dumps(found)}, not an integer; {way_out}")
+    if found > version:
+        raise ArtifactError(f"{source} was written by a newer gancli (format version {found}; this gancli reads up to "
+                            f"{version}); upgrade gancli to read it")
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    required = {name for name, f in declared.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing, unknown = sorted(required - set(data)), sorted(set(data) - set(declared))
+    if missing or unknown:
+        detail = "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                           + ([f"unknown {', '.join(unknown)}"] if unknown else []))
+        raise ArtifactError(f"{source} has missing or unknown fields ({detail}); {way_out}")
+    wrong = wrong_field(cls, data)
+    if wrong:
+        raise ArtifactError(f"{source} is damaged: {wrong}; {way_out}")
+    # JSON has lists where the dataclass has tuples
+    return {name: tuple(value) if isinstance(declared[name].default, tuple) else value for name, value in data.items()}
 
 
 def build_from_spec(spec: GeneratorSpec) -> nn.Module:
@@ -90,16 +122,32 @@ def build_from_spec(spec: GeneratorSpec) -> nn.Module:
 
 
 def save_generator(G: nn.Module, spec: GeneratorSpec, out_dir: str | Path) -> Path:
-    """Write weights, then the JSON that names their hash; each file atomically. Returns the JSON path."""
+    """Write the weights and the JSON that names their hash as one pair (write_pair). Returns the JSON path.
+
+    An OSError (a full disk) leaves the previous pair in place."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
-    weights = out_dir / WEIGHTS_NAME
-    with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"format": ARTIFACT_FORMAT})
-        spec.weights_sha256 = sha256_file(tmp)
-    write_text_atomic(out_dir / SPEC_NAME, spec.to_json())
+    weights = weights_bytes(G, ARTIFACT_FORMAT)
+    spec.weights_sha256 = hashlib.sha256(weights).hexdigest()
+    write_pair(out_dir / WEIGHTS_NAME, weights, out_dir / SPEC_NAME, spec.to_json())
     return out_dir / SPEC_NAME
+
+
+def weights_bytes(module: nn.Module, fmt: str) -> bytes:
+    """The safetensors file of `module`'s state, in memory: written by Python, so a failed write is an
+    OSError (safetensors' own writer raises SafetensorError)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    return safetensors_bytes(state, metadata={"format": fmt})
+
+
+def write_pair(weights_path: Path, weights: bytes, spec_path: Path, spec_json: str) -> None:
+    """Both files go to temp names first and are renamed only once both are complete (weights, then
+    JSON), so a full disk never leaves new weights beside the old JSON, or the reverse."""
+    with contextlib.ExitStack() as stack:  # left in reverse: the weights' rename happens first
+        spec_tmp = stack.enter_context(atomic_path(spec_path))
+        weights_tmp = stack.enter_context(atomic_path(weights_path))
+        weights_tmp.write_bytes(weights)
+        spec_tmp.write_text(spec_json)
 
 
 def resolve_artifact_dir(path: str | Path) -> Path:
@@ -118,17 +166,24 @@ def resolve_artifact_dir(path: str | Path) -> Path:
 
 def load_spec(path: str | Path) -> GeneratorSpec:
     folder = resolve_artifact_dir(path)
-    return GeneratorSpec.from_json((folder / SPEC_NAME).read_text(), str(folder / SPEC_NAME))
+    source = folder / SPEC_NAME
+    data = read_json_object(source, "a gancli generator description (a JSON object)", ArtifactError, ARTIFACT_WAY_OUT)
+    return GeneratorSpec.from_dict(data, str(source))
 
 
-def load_verified_state(weights: Path, expected_sha256: str, spec_name: str) -> dict[str, torch.Tensor]:
+def load_verified_state(weights: Path, expected_sha256: str, spec_name: str,
+                        way_out: str = ARTIFACT_WAY_OUT) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file (no code runs), after checking its hash against `spec_name`'s."""
-    if expected_sha256 and sha256_file(weights) != expected_sha256:
-        raise ArtifactError(f"{weights} does not match the hash in {spec_name}; the file changed or is corrupt")
     try:
+        if expected_sha256 and sha256_file(weights) != expected_sha256:
+            size = weights.stat().st_size
+            state = "is empty" if size == 0 else f"does not match the hash in {spec_name} (truncated, changed or corrupt)"
+            raise ArtifactError(f"{weights} {state}; {way_out}")
         return load_file(str(weights))
-    except (SafetensorError, OSError) as e:
-        raise ArtifactError(f"{weights} is not a readable safetensors file ({e})") from e
+    except OSError as e:
+        raise ArtifactError(f"cannot read {weights} ({e.strerror or e}); {way_out}") from e
+    except SafetensorError as e:
+        raise ArtifactError(f"{weights} is not a readable safetensors file ({e}); {way_out}") from e
 
 
 def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], spec_name: str, weights_name: str) -> None:
@@ -140,7 +195,8 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], spec_na
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or ["shape mismatch"]
         detail = lines[min(1, len(lines) - 1)]
         detail = detail if len(detail) <= 120 else detail[:117] + "..."
-        raise ArtifactError(f"{spec_name} disagrees with {weights_name} ({detail}); the two files come from different runs") from e
+        raise ArtifactError(f"{spec_name} disagrees with {weights_name} ({detail}); the two files come from different "
+                            f"runs: copy both from one") from e
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, GeneratorSpec]:
@@ -148,6 +204,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     folder = resolve_artifact_dir(path)
     spec = load_spec(folder)
     state = load_verified_state(folder / WEIGHTS_NAME, spec.weights_sha256, SPEC_NAME)
-    G = build_from_spec(spec)
+    try:
+        G = build_from_spec(spec)
+    except (ValueError, RuntimeError) as e:  # e.g. an unknown arch, or sizes no network has
+        raise ArtifactError(f"{folder / SPEC_NAME} describes a generator this gancli cannot build "
+                            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); {ARTIFACT_WAY_OUT}") from e
     load_state_strict(G, state, SPEC_NAME, WEIGHTS_NAME)
     return G.to(device).eval(), spec

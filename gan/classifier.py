@@ -9,19 +9,19 @@ Images enter as uint8 [N, 28, 28, 1] (NHWC, the runtime's output layout), 0 = bl
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from gancli.gan.artifact import load_state_strict, load_verified_state
+from gancli.gan.artifact import load_state_strict, load_verified_state, spec_fields, weights_bytes, write_pair
 from gancli.gan.errors import ArtifactError, EvalError
+from gancli.gan.jsonfile import read_json_object
 from gancli.models import models_dir
-from gancli.runtime.files import atomic_path, sha256_file, write_text_atomic
 
 CLASSIFIER_DIR = models_dir() / "mnist-classifier"
 WEIGHTS_NAME = "classifier.safetensors"
@@ -29,6 +29,7 @@ SPEC_NAME = "classifier.json"
 CLASSIFIER_FORMAT = "gancli-mnist-classifier"
 CLASSIFIER_FORMAT_VERSION = 1
 FEATURE_NETWORK_NAME = "mnist-classifier"
+WAY_OUT = f"restore models/mnist-classifier/ (both {SPEC_NAME} and {WEIGHTS_NAME}) or run scripts/train_classifier.py"
 IMAGE_SHAPE = (28, 28, 1)  # H, W, C of the images it accepts
 
 
@@ -85,18 +86,15 @@ class ClassifierSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ArtifactError(f"{source} is not valid JSON ({e}); run scripts/train_classifier.py again") from e
-        if not isinstance(data, dict) or data.get("format") != CLASSIFIER_FORMAT:
-            raise ArtifactError(f"{source} does not describe a gancli MNIST classifier "
-                                f"(no format {CLASSIFIER_FORMAT!r})")
-        if data.get("format_version", 0) > CLASSIFIER_FORMAT_VERSION:
-            raise ArtifactError(f"{source} has format version {data['format_version']}; upgrade gancli to read it")
-        try:
-            data["conv_channels"] = tuple(data["conv_channels"])
-            return cls(**data)
-        except (KeyError, TypeError) as e:
-            raise ArtifactError(f"{source} has missing or unknown fields ({e}); "
-                                f"run scripts/train_classifier.py again") from e
+            raise ArtifactError(f"{source} is not valid JSON ({e}); {WAY_OUT}") from e
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: object, source: str = SPEC_NAME) -> "ClassifierSpec":
+        """The spec in `data`; one ArtifactError line naming `source` when it is foreign, from a newer
+        gancli, or has a field missing, unknown or of the wrong type."""
+        return cls(**spec_fields(cls, data, source, CLASSIFIER_FORMAT, CLASSIFIER_FORMAT_VERSION,
+                                 "a gancli MNIST classifier description", WAY_OUT))
 
 
 def build_classifier(spec: ClassifierSpec) -> MNISTClassifier:
@@ -104,14 +102,13 @@ def build_classifier(spec: ClassifierSpec) -> MNISTClassifier:
 
 
 def save_classifier(model: MNISTClassifier, spec: ClassifierSpec, out_dir: str | Path) -> Path:
-    """Write the weights, then the JSON naming their hash; each file atomically. Returns the JSON path."""
+    """Write the weights and the JSON naming their hash as one pair (artifact.write_pair: a failed write
+    leaves the previous pair). Returns the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": CLASSIFIER_FORMAT})
-        spec.weights_sha256 = sha256_file(tmp)
-    write_text_atomic(out_dir / SPEC_NAME, spec.to_json())
+    weights = weights_bytes(model, CLASSIFIER_FORMAT)
+    spec.weights_sha256 = hashlib.sha256(weights).hexdigest()
+    write_pair(out_dir / WEIGHTS_NAME, weights, out_dir / SPEC_NAME, spec.to_json())
     return out_dir / SPEC_NAME
 
 
@@ -123,9 +120,13 @@ def load_classifier(path: str | Path | None = None,
     if not spec_path.is_file() or not weights.is_file():
         raise ArtifactError(f"{folder} lacks {SPEC_NAME} or {WEIGHTS_NAME}; "
                             f"restore models/mnist-classifier/ or run scripts/train_classifier.py")
-    spec = ClassifierSpec.from_json(spec_path.read_text(), str(spec_path))
-    state = load_verified_state(weights, spec.weights_sha256, SPEC_NAME)
-    model = build_classifier(spec)
+    data = read_json_object(spec_path, "a gancli MNIST classifier description (a JSON object)", ArtifactError, WAY_OUT)
+    spec = ClassifierSpec.from_dict(data, str(spec_path))
+    state = load_verified_state(weights, spec.weights_sha256, SPEC_NAME, WAY_OUT)
+    try:
+        model = build_classifier(spec)
+    except (ValueError, RuntimeError) as e:
+        raise ArtifactError(f"{spec_path} describes a classifier this gancli cannot build ({e}); {WAY_OUT}") from e
     load_state_strict(model, state, SPEC_NAME, WEIGHTS_NAME)
     return model.to(device).eval(), spec
 

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from gancli.gan.errors import ConfigError
+from gancli.gan.jsonfile import read_json_object, wrong_field
 
 NAMED_DATASETS = ("mnist", "cats")
 ARCHS = ("mlp", "dcgan")
 LOSSES = ("bce", "hinge", "ralsgan")
 DIFFAUGMENT_OPS = ("color", "translation", "cutout")
+CONFIG_FORMAT = "gancli-train-config"  # config.json names its format and version; those of gancli <= 0.2.0 name none
+CONFIG_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -60,22 +63,45 @@ class TrainConfig:
     out_dir: str = "runs"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        return json.dumps({**asdict(self), "format": CONFIG_FORMAT, "format_version": CONFIG_FORMAT_VERSION},
+                          indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "the config",
+                  way_out: str = "pass a config written by `gancli train`") -> "TrainConfig":
+        """The config in `data` (what to_json wrote, or a config of an older gancli); ConfigError naming
+        `source` and `way_out` when it is foreign, from a newer gancli, or has a key or value of the wrong kind."""
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        if "format" not in data and not known & set(data):
+            raise ConfigError(f"{source} is not a gancli training config (none of its keys is an option); {way_out}")
+        fmt, version = data.pop("format", CONFIG_FORMAT), data.pop("format_version", CONFIG_FORMAT_VERSION)
+        if fmt != CONFIG_FORMAT:
+            raise ConfigError(f"{source} is not a gancli training config (its format is {fmt!r}); {way_out}")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"{source} has format version {json.dumps(version)}, not an integer; {way_out}")
+        if version > CONFIG_FORMAT_VERSION:
+            raise ConfigError(f"{source} was written by a newer gancli (config format {version}; this gancli reads "
+                              f"up to {CONFIG_FORMAT_VERSION}); upgrade gancli to use it")
         if "lr" in data:  # configs of gancli 0.1 had one rate for both networks
             lr = data.pop("lr")
             data = {"lr_g": lr, "lr_d": lr, "recipe": "classic", "loss": "bce", "d_batch_norm": True, **data}
-        known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ConfigError(f"unknown config keys {sorted(unknown)}")
+            raise ConfigError(f"{source} has keys this gancli does not know ({', '.join(sorted(unknown))}): "
+                              f"from a newer gancli, or edited; {way_out}")
+        wrong = wrong_field(cls, data)
+        if wrong:
+            raise ConfigError(f"{source} is damaged: {wrong}; {way_out}")
         return cls(**data)
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: Path, way_out: str = "pass a config.json written by `gancli train`") -> "TrainConfig":
+        """The config in `path`; one ConfigError line naming the file and `way_out` when it is missing,
+        empty, truncated, not JSON, foreign or from a newer gancli."""
+        path = Path(path)
+        data = read_json_object(path, "a gancli training config (a JSON object)", ConfigError, way_out)
+        return cls.from_dict(data, str(path), way_out)
 
     @property
     def dataset_name(self) -> str:

@@ -106,3 +106,29 @@ def test_images_that_are_not_mnist_shaped_are_refused(shipped):
         classifier.classifier_outputs(*shipped, np.zeros((4, 32, 32, 3), dtype=np.uint8))
     with pytest.raises(EvalError, match="got float32"):
         classifier.classifier_outputs(*shipped, np.zeros((4, 28, 28, 1), dtype=np.float32))
+
+
+@pytest.mark.parametrize("name, damage, expected", [
+    (classifier.SPEC_NAME, lambda p: p.write_bytes(p.read_bytes()[:40]), "is not valid JSON"),
+    (classifier.SPEC_NAME, lambda p: p.write_bytes(b""), "is empty"),
+    (classifier.SPEC_NAME, lambda p: p.write_text("[]"), "holds a JSON list"),
+    (classifier.SPEC_NAME, lambda p: p.write_text(p.read_text().replace('"format_version": 1', '"format_version": 9')),
+     "was written by a newer gancli"),
+    (classifier.SPEC_NAME, lambda p: p.write_text(p.read_text().replace('"feature_dim": 16', '"feature_dim": "16"')),
+     'is damaged: feature_dim is "16", not an integer'),
+    (classifier.SPEC_NAME, lambda p: p.write_text(p.read_text().replace('"conv_channels": [\n    4,\n    8\n  ]',
+                                                                        '"conv_channels": [4]')),
+     "is damaged: conv_channels is [4], not a list of 2 values"),
+    (classifier.WEIGHTS_NAME, lambda p: p.write_bytes(p.read_bytes()[:100]), "does not match the hash"),
+    (classifier.WEIGHTS_NAME, lambda p: p.write_bytes(b""), "is empty"),
+])
+def test_a_damaged_classifier_is_one_line_naming_the_file(tmp_path, name, damage, expected):
+    torch.manual_seed(0)
+    spec = classifier.ClassifierSpec(conv_channels=(4, 8), feature_dim=16)
+    classifier.save_classifier(classifier.build_classifier(spec), spec, tmp_path)
+    damage(tmp_path / name)
+    with pytest.raises(ArtifactError) as error:
+        classifier.load_classifier(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and f"{tmp_path / name} {expected}" in message
+    assert ("upgrade gancli" if "newer" in expected else "scripts/train_classifier.py") in message
