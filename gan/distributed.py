@@ -147,3 +147,15 @@ def weights_digest(module: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def max_across_ranks(info: DistInfo, value: int) -> int:
+    """The largest of every rank's `value` (one small all-reduce; a no-op alone). Training calls it once a
+    step so that a stop asked of one rank (a signal) is seen by all at the same step."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())

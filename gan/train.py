@@ -7,11 +7,17 @@ A run directory (`runs/00003-cats-dcgan/`) holds:
     metrics.csv            one row per epoch: train and validation D loss, G loss, D(x), D(G(z)), quality score
     loss.png               the curves, redrawn each epoch
     samples/               grids from a fixed z every --sample-interval batches and at each epoch end
-    checkpoint.pt          G, D, EMA, both optimizers, AMP scaler, RNG state, epoch, step, history
+    checkpoint.pt          G, D, EMA, both optimizers, AMP scaler, RNG state, epoch, step, history; when
+                           taken mid-epoch (a stop signal) also the batch reached and its loss sums
     generator.safetensors  the best-scoring EMA generator (the artifact that export and eval read)
     generator.json
 Every file is written atomically, so a crash leaves the previous epoch's files intact, and
 `--resume` continues from the last checkpoint bit-identically on the CPU.
+
+Faults (README, "Faults: what is guaranteed"): SIGTERM, SIGUSR1 and SIGINT stop training after the
+current step with a checkpoint of that step (StopSignals; under torchrun all ranks agree on the step);
+a file that cannot be written (a full disk) stops the run with one line and keeps the previous file;
+a checkpoint or config that cannot be read back is one line naming it and the way out.
 """
 from __future__ import annotations
 
@@ -20,11 +26,16 @@ import copy
 import csv
 import io
 import math
+import pickle
 import re
+import signal
+import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -35,14 +46,14 @@ from torch.utils.data import DistributedSampler
 from torchvision.utils import save_image
 
 from gancli.gan import losses
-from gancli.gan.artifact import GeneratorSpec, save_generator
+from gancli.gan.artifact import WEIGHTS_NAME, GeneratorSpec, save_generator
 from gancli.gan.augment import diff_augment
 from gancli.gan.config import TrainConfig, validate_config
 from gancli.gan.data import ImageData, load_images, to_model_range
 from gancli.gan.distributed import (DistInfo, broadcast_object, cpu_threads, destroy_process_group, gather_objects,
-                                   init_process_group, launched_by_torchrun, select_device, sum_across_ranks,
-                                   sync_buffers, weights_digest)
-from gancli.gan.errors import ArtifactError, ConfigError, TrainingDiverged
+                                   init_process_group, launched_by_torchrun, max_across_ranks, select_device,
+                                   sum_across_ranks, sync_buffers, weights_digest)
+from gancli.gan.errors import ArtifactError, ConfigError, GanError, RunWriteError, TrainingDiverged, TrainingStopped
 from gancli.gan.io import atomic_path, write_text_atomic
 from gancli.gan.networks import build_models
 from gancli.gan.quality import QualityJudge, make_judge
@@ -54,6 +65,17 @@ PLOT_NAME = "loss.png"
 LOG_NAME = "log.txt"
 GRID_SIZE = 64  # images per sample grid (8 x 8)
 GRID_COLUMNS = 8
+CHECKPOINT_FORMAT = "gancli-checkpoint"
+# 1: the first with a format; checkpoints of gancli <= 0.2.0 have none and are read as epoch-boundary ones
+CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_KEYS = ("G", "D", "G_ema", "ema_updates", "opt_G", "opt_D", "scaler", "epoch", "step", "history", "rng",
+                   "world_size")
+LOSS_KEYS = ("d_loss", "g_loss", "d_x", "d_g_z")
+# Signals that stop training after the current step, with a checkpoint of it. SIGUSR1 is what Slurm
+# sends ahead of the time limit with `--signal=USR1@SECONDS`.
+STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGUSR1", None), signal.SIGINT) if s is not None)
+WRITE_FAILED = 1 << 10  # a stop code above every signal number: rank 0 could not write a sample grid
+TEMP_NAME = re.compile(r"^\.(.+)\.tmp-\d+(\.[^.]+)?$")  # runtime.files.temp_path's `.STEM.tmp-PID.SUFFIX`
 
 
 @dataclass
@@ -99,6 +121,83 @@ def _frozen_copy(G: nn.Module) -> nn.Module:
     return copy.deepcopy(G).eval().requires_grad_(False)
 
 
+# ----------------------------------------------------------------------------- faults
+
+
+class StopSignals:
+    """While its `with` block runs (in the main thread), SIGTERM, SIGUSR1 and SIGINT only ask training to
+    stop: `signum` records the first, and the loop stops after the step in progress, saving it.
+
+    Later signals change nothing (torchrun forwards its own SIGTERM or SIGINT to every worker), except
+    a second SIGINT in a single process: Ctrl-C twice raises KeyboardInterrupt at once, with no save
+    (the previous checkpoint stays). Outside the main thread no handler can be set, and it never stops.
+    """
+
+    def __init__(self, escalate_sigint: bool = True):
+        self.signum: int | None = None
+        self.escalate_sigint = escalate_sigint
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        elif signum == signal.SIGINT and self.escalate_sigint:
+            raise KeyboardInterrupt
+
+
+def agreed_stop(info: DistInfo, stop: StopSignals, failure: RunWriteError | None = None) -> int:
+    """0 to go on, else why to stop (a signal number, or WRITE_FAILED), the same on every rank: under
+    torchrun one int is all-reduced, so a signal that reached one rank stops all at the same step."""
+    return max_across_ranks(info, WRITE_FAILED if failure is not None else stop.signum or 0)
+
+
+def raise_together(info: DistInfo, error: GanError | None) -> None:
+    """Raise rank 0's `error` (None: nothing failed) on every rank, so that no rank waits in a collective
+    for one that stopped. Alone: raise it."""
+    if info.enabled:
+        message = broadcast_object(info, str(error) if error is not None else None)
+        if message is not None and error is None:
+            error = RunWriteError(message)
+    if error is not None:
+        raise error
+
+
+@contextlib.contextmanager
+def writing(path: Path, run_dir: Path) -> Iterator[None]:
+    """Turn a failed write of `path` (a full disk, a read-only folder) into one RunWriteError line: what
+    failed, that the previous file is kept (every write is atomic) and how to go on."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename and (match := TEMP_NAME.match(Path(e.filename).name)):
+            path = Path(e.filename).parent / f"{match.group(1)}{match.group(2) or ''}"  # the file the temp was for
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        if (run_dir / CHECKPOINT_NAME).is_file():
+            then = f"continue with `gancli train --resume {run_dir}`"
+        else:
+            then = "start the run again (no epoch was saved)"
+        raise RunWriteError(f"cannot write {path} ({e.strerror or e}); {kept}; free some space (or make "
+                            f"{run_dir} writable), then {then}") from e
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 # ----------------------------------------------------------------------------- run directories
 
 
@@ -115,17 +214,23 @@ def load_run_config(run_dir: str | Path, n_epochs: int | None = None, device: st
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise ArtifactError(f"{run_dir} has no {CONFIG_NAME}; --resume takes a run directory written by `gancli train`")
-    cfg = TrainConfig.load(path)
+    way_out = "restore it (the settings the run was started with) from a copy, or start a new run"
+    cfg = TrainConfig.load(path, way_out)
     if n_epochs is not None:
         cfg.n_epochs = n_epochs
     if device is not None:
         cfg.device = device
-    validate_config(cfg)
+    try:
+        validate_config(cfg)
+    except ConfigError as e:
+        if n_epochs is not None and "--n-epochs" in str(e):
+            raise
+        raise ConfigError(f"{path} is damaged: {e}; {way_out}") from e
     return cfg
 
 
 def append_log(run_dir: Path, message: str, console: Console | None = None) -> None:
-    with open(run_dir / LOG_NAME, "a") as f:
+    with writing(run_dir / LOG_NAME, run_dir), open(run_dir / LOG_NAME, "a") as f:
         f.write(message + "\n")
     if console is not None:
         console.print(message, highlight=False)
@@ -236,6 +341,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
         self.epoch = 0  # epochs completed
         self.step = 0  # batches completed (per rank)
+        # a checkpoint taken mid-epoch: batches of epoch `epoch` done, their loss sums, their seconds
+        self.batch = 0
+        self.partial_sums: dict[str, float] | None = None
+        self.partial_seconds = 0.0
         self.history: list[dict] = []
         self.best: dict | None = None  # {"metric", "value", "epoch", "num_images"} of the shipped EMA generator
         fixed_z, fixed_labels = fixed_grid_inputs(cfg, self.num_classes)
@@ -250,35 +359,54 @@ class Trainer:
             state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def state_dict(self, rng_states: list[dict[str, torch.Tensor]]) -> dict:
-        """Everything to continue exactly; `rng_states` holds every rank's RNG state, in rank order."""
+    def state_dict(self, rng_states: list[dict[str, torch.Tensor]], batch: int = 0,
+                   partial_sums: list[dict[str, float]] | None = None, partial_seconds: float = 0.0) -> dict:
+        """Everything to continue exactly; `rng_states` holds every rank's RNG state, in rank order. Taken
+        mid-epoch, `batch` says how many batches of epoch `epoch` + 1 are done, `partial_sums` holds each
+        rank's loss sums over them and `partial_seconds` the time they took."""
         return {
+            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_FORMAT_VERSION,
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.module.state_dict(),
             "ema_updates": self.ema.num_updates, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step": self.step, "history": self.history,
             "rng": rng_states, "world_size": self.info.world_size, "best": self.best,
+            "batch": batch, "partial_sums": partial_sums, "partial_seconds": partial_seconds,
         }
 
-    def save_checkpoint(self, run_dir: Path) -> None:
-        """Collective: every rank sends its RNG state, rank 0 writes the file."""
-        rng_states = gather_objects(self.info, {k: v.cpu() for k, v in self.rng_state().items()})
+    def save_checkpoint(self, run_dir: Path, batch: int = 0, sums: dict[str, float] | None = None,
+                        seconds: float = 0.0) -> None:
+        """Collective: every rank sends its RNG state (and, mid-epoch, its loss sums), rank 0 writes the
+        file. A failed write keeps the previous file and raises RunWriteError on every rank."""
+        per_rank = gather_objects(self.info, ({k: v.cpu() for k, v in self.rng_state().items()}, sums))
+        failure = None
         if self.info.is_main:
-            with atomic_path(run_dir / CHECKPOINT_NAME) as tmp:
-                torch.save(self.state_dict(rng_states), tmp)
+            state = self.state_dict([rng for rng, _ in per_rank], batch,
+                                    [s for _, s in per_rank] if batch else None, seconds)
+            # serialised in memory, then written by Python: torch's own file writer reports a full disk
+            # as an opaque RuntimeError (TorchScript's aborts the process)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            path = run_dir / CHECKPOINT_NAME
+            try:
+                with writing(path, run_dir), atomic_path(path) as tmp:
+                    tmp.write_bytes(buffer.getbuffer())
+            except RunWriteError as e:
+                failure = e
+        raise_together(self.info, failure)
 
     def load_checkpoint(self, run_dir: Path) -> None:
         path = run_dir / CHECKPOINT_NAME
         if not path.is_file():
             raise ArtifactError(f"{run_dir} has no {CHECKPOINT_NAME} (no epoch finished yet); start a new run instead")
+        state = read_checkpoint(path, self.device)
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
             self.ema.module.load_state_dict(state["G_ema"])
             self.opt_G.load_state_dict(state["opt_G"])
             self.opt_D.load_state_dict(state["opt_D"])
             self.scaler.load_state_dict(state["scaler"])
-        except (RuntimeError, KeyError, EOFError) as e:
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
             raise ArtifactError(f"{path} is corrupt or from another config ({str(e).splitlines()[0]}); "
                                 f"start a new run") from e
         if state["world_size"] != self.info.world_size:
@@ -287,10 +415,21 @@ class Trainer:
         self.ema.num_updates = state["ema_updates"]
         self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
         self.best = state.get("best")
+        self.batch = state.get("batch", 0)
+        if self.batch:
+            self.partial_sums = state["partial_sums"][self.info.rank]
+            self.partial_seconds = state["partial_seconds"]
         rng = state["rng"][self.info.rank]
         torch.set_rng_state(rng["cpu"].cpu())
         if self.device.type == "cuda" and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+
+    def take_partial_epoch(self) -> tuple[int, dict[str, float], float]:
+        """Where epoch `epoch` starts: (batches done, their loss sums, their seconds) once after resuming
+        from a mid-epoch checkpoint, else (0, zeros, 0)."""
+        start, sums, seconds = self.batch, self.partial_sums, self.partial_seconds
+        self.batch, self.partial_sums, self.partial_seconds = 0, None, 0.0
+        return start, dict(sums) if sums else dict.fromkeys(LOSS_KEYS, 0.0), seconds
 
     # --- steps
 
@@ -395,6 +534,38 @@ class Trainer:
         return {k: v / n for k, v in sums.items()}
 
 
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    """The state in `path`, checked to be a gancli checkpoint this gancli can read; else one ArtifactError
+    line naming the file (empty, truncated, damaged, foreign, or from a newer gancli) and the way out."""
+    way_out = "restore it from a copy, or start a new run (the run's generator files do not depend on it)"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # torch.load reports damage as OSError, RuntimeError, EOFError, UnpicklingError, ...
+        if path.stat().st_size == 0:
+            why = "is empty"
+        elif not zipfile.is_zipfile(path):
+            why = "is truncated, or not a torch file at all"
+        elif isinstance(e, pickle.UnpicklingError):
+            why = "holds objects that no gancli checkpoint has (another program's file?)"
+        else:
+            why = f"is damaged ({(str(e).strip().splitlines() or [type(e).__name__])[0][:120]})"
+        raise ArtifactError(f"{path} {why}; {way_out}") from e
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{path} is not a gancli checkpoint (it holds a {type(state).__name__}); {way_out}")
+    fmt, version = state.get("format"), state.get("format_version", 0)
+    if (fmt is None and not set(CHECKPOINT_KEYS) & set(state)) or fmt not in (None, CHECKPOINT_FORMAT):
+        raise ArtifactError(f"{path} is not a gancli checkpoint (another program's file?); {way_out}")
+    if not isinstance(version, int):
+        raise ArtifactError(f"{path} has format version {version!r}, not an integer; {way_out}")
+    if version > CHECKPOINT_FORMAT_VERSION:
+        raise ArtifactError(f"{path} was written by a newer gancli (checkpoint format {version}; this gancli reads up "
+                            f"to {CHECKPOINT_FORMAT_VERSION}); upgrade gancli to resume it")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise ArtifactError(f"{path} is incomplete (no {', '.join(missing)}); {way_out}")
+    return state
+
+
 @contextlib.contextmanager
 def batch_norm_uses_batch_stats(module: nn.Module) -> Iterator[None]:
     """Batch norm layers normalise with each batch's statistics but leave their running stats alone."""
@@ -438,18 +609,23 @@ def check_finite(losses: dict[str, torch.Tensor], epoch: int, batch: int, run_di
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, console: Console | None = None) -> Path:
-    """Train `cfg` (or continue `resume`) and return the run directory. Works alone or under torchrun."""
+    """Train `cfg` (or continue `resume`) and return the run directory. Works alone or under torchrun.
+
+    SIGTERM, SIGUSR1 and SIGINT (StopSignals, while this runs in the main thread) stop it after the
+    current step: the checkpoint then holds that step and TrainingStopped says how to resume.
+    """
     info = launched_by_torchrun()
     device = init_process_group(info, select_device(cfg.device))
     try:
         console = console if info.is_main and console is not None else Console(quiet=not info.is_main)
-        return _train(cfg, resume, console, device, info)
+        with StopSignals(escalate_sigint=not info.enabled) as stop:
+            return _train(cfg, resume, console, device, info, stop)
     finally:
         destroy_process_group(info)
 
 
 def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device: torch.device,
-           info: DistInfo) -> Path:
+           info: DistInfo, stop: StopSignals) -> Path:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     else:
@@ -458,25 +634,32 @@ def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device
         raise ConfigError("--r1-gamma needs double backward, which DistributedDataParallel does not support; "
                           "drop --r1-gamma under torchrun")
     data = load_images(cfg)
+    code = agreed_stop(info, stop)
+    if code:  # before any step: nothing new to save
+        where = f"{resume} is as it was; continue with `gancli train --resume {resume}`" if resume is not None \
+            else "no run directory was made"
+        raise TrainingStopped(f"stopped by {signal_name(code)} before training began; {where}", code)
     run_dir = Path(resume) if resume is not None else None
-    if info.is_main:
-        if run_dir is None:
-            run_dir = next_run_dir(Path(cfg.out_dir), cfg)
-            run_dir.mkdir(parents=True)
-        write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
+    if info.is_main and run_dir is None:
+        run_dir = next_run_dir(Path(cfg.out_dir), cfg)
+        run_dir.mkdir(parents=True)
     run_dir = broadcast_object(info, run_dir)
 
     trainer = Trainer(cfg, device, info, data.class_names)
-    if resume is not None:
+    if resume is not None:  # read before anything is written: a bad checkpoint leaves the run as it was
         trainer.load_checkpoint(run_dir)
         if trainer.epoch >= cfg.n_epochs:
             raise ConfigError(f"{run_dir} already has {trainer.epoch} epochs; pass a larger --n-epochs to train on")
-        if info.is_main:
-            append_log(run_dir, f"resumed at epoch {trainer.epoch} (step {trainer.step}) on {device}", console)
-    elif info.is_main:
-        log_data(run_dir, data, device, info, console)
+    if info.is_main:
+        with writing(run_dir / CONFIG_NAME, run_dir):
+            write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
+        if resume is not None:
+            within = f", batch {trainer.batch}" if trainer.batch else ""
+            append_log(run_dir, f"resumed at epoch {trainer.epoch}{within} (step {trainer.step}) on {device}", console)
+        else:
+            log_data(run_dir, data, device, info, console)
 
-    run_epochs(trainer, data, run_dir, console)
+    run_epochs(trainer, data, run_dir, console, stop)
     check_ranks_agree(trainer, run_dir, console)
     console.print(f"[green]done:[/green] {trainer.epoch} epochs in {run_dir}")
     return run_dir
@@ -506,8 +689,13 @@ def check_ranks_agree(trainer: Trainer, run_dir: Path, console: Console) -> None
         append_log(run_dir, f"all {info.world_size} ranks hold identical generator weights (sha256 {digests[0][:16]})", console)
 
 
-def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Console) -> None:
+def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Console,
+               stop: StopSignals | None = None) -> None:
+    """Train from where `trainer` is to cfg.n_epochs. After each step (and each epoch's outputs) the ranks
+    agree whether to stop (agreed_stop: one int, a no-op alone): a stop mid-epoch saves a checkpoint of
+    that step and raises TrainingStopped; the artifact changes only at epoch ends."""
     cfg, device, info = trainer.cfg, trainer.device, trainer.info
+    stop = stop if stop is not None else StopSignals()  # not entered: only errors stop it
     train_images = data.train.to(device)
     val_images = data.val.to(device)
     train_labels = data.train_labels.to(device) if data.train_labels is not None else None
@@ -525,11 +713,15 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Consol
         task = progress.add_task("train", total=n_batches, epoch="", stats="")
         while trainer.epoch < cfg.n_epochs:
             epoch = trainer.epoch
-            progress.reset(task, total=n_batches, epoch=f"{epoch + 1}/{cfg.n_epochs}", stats="")
+            start, sums, seconds_before = trainer.take_partial_epoch()
+            if start >= n_batches:
+                raise ArtifactError(f"{run_dir / CHECKPOINT_NAME} stopped at batch {start} of an epoch, but the data "
+                                    f"now make {n_batches} batches an epoch; resume with the same data")
+            progress.reset(task, total=n_batches, completed=start, epoch=f"{epoch + 1}/{cfg.n_epochs}", stats="")
+            # the epoch's order depends only on (seed, epoch): a resumed epoch skips the batches done
             order = epoch_indices(train_images.shape[0], cfg, info, epoch).to(device)
-            sums = {"d_loss": 0.0, "g_loss": 0.0, "d_x": 0.0, "d_g_z": 0.0}
             started = time.perf_counter()
-            for i in range(n_batches):
+            for i in range(start, n_batches):
                 batch = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
                 real = to_model_range(train_images[batch])
                 step_losses = trainer.train_step(real, train_labels[batch] if train_labels is not None else None)
@@ -537,53 +729,94 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, console: Consol
                 trainer.step += 1
                 for k in sums:
                     sums[k] += step_losses[k].item()
+                grid_failure = None
                 if trainer.step % cfg.sample_interval == 0 and info.is_main:
-                    save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels,
-                              run_dir / "samples" / f"step{trainer.step:07d}.png")
-                rate = (i + 1) * real.shape[0] * info.world_size / (time.perf_counter() - started)
+                    path = run_dir / "samples" / f"step{trainer.step:07d}.png"
+                    try:
+                        with writing(path, run_dir):
+                            save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels, path)
+                    except RunWriteError as e:
+                        if not info.enabled:
+                            raise
+                        grid_failure = e  # raised on every rank at once, below
+                rate = (i + 1 - start) * real.shape[0] * info.world_size / (time.perf_counter() - started)
                 progress.update(task, advance=1, stats=f"D {step_losses['d_loss'].item():.3f}  "
                                                        f"G {step_losses['g_loss'].item():.3f}  {rate:,.0f} img/s")
+                code = agreed_stop(info, stop, grid_failure)
+                if code == WRITE_FAILED:
+                    raise_together(info, grid_failure)
+                if code and i + 1 < n_batches:  # at the last batch the epoch is finished and saved first
+                    trainer.save_checkpoint(run_dir, batch=i + 1, sums=sums,
+                                            seconds=seconds_before + time.perf_counter() - started)
+                    raise TrainingStopped(
+                        f"stopped by {signal_name(code)} after step {trainer.step} (epoch {epoch + 1}/{cfg.n_epochs}, "
+                        f"batch {i + 1}/{n_batches}); {run_dir / CHECKPOINT_NAME} holds that step and the generator "
+                        f"files are unchanged; continue with `gancli train --resume {run_dir}`", code)
             trainer.epoch += 1
             sync_buffers(info, trainer.G, trainer.D, trainer.ema.module)
             sums = sum_across_ranks(info, sums)
             finish_epoch(trainer, run_dir, val_images, val_labels, judge,
                          {k: v / (n_batches * info.world_size) for k, v in sums.items()},
-                         time.perf_counter() - started, progress.console)
+                         seconds_before + time.perf_counter() - started, progress.console)
+            code = agreed_stop(info, stop)
+            if code and trainer.epoch < cfg.n_epochs:
+                raise TrainingStopped(
+                    f"stopped by {signal_name(code)} after epoch {trainer.epoch}/{cfg.n_epochs} (step {trainer.step}); "
+                    f"{run_dir / CHECKPOINT_NAME} holds it; continue with `gancli train --resume {run_dir}`", code)
 
 
 def finish_epoch(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, val_labels: torch.Tensor | None,
                  judge: QualityJudge | None, train_means: dict[str, float], seconds: float, console: Console) -> None:
     """Validate, score and write the epoch's outputs on rank 0; the checkpoint goes last, so a crash
     before it redoes the whole epoch. The artifact is replaced only by a better-scoring EMA generator
-    (or every epoch when nothing is scored)."""
-    cfg = trainer.cfg
+    (or every epoch when nothing is scored). A file that cannot be written stops the run on every rank
+    with one RunWriteError line, before the checkpoint."""
+    failure = None
     if trainer.info.is_main:
-        scores = score_quality(trainer, judge)
-        row = EpochMetrics(epoch=trainer.epoch, step=trainer.step,
-                           **{f"train_{k}": v for k, v in train_means.items()},
-                           **{f"val_{k}": v for k, v in trainer.validate(val_images, val_labels).items()},
-                           seconds=round(seconds, 3), quality=scores.get(judge.metric) if scores else None,
-                           quality_is=scores.get("is") if scores else None)
-        trainer.history.append(asdict(row))
-        improved = judge is None or (scores and (trainer.best is None or row.quality < trainer.best["value"]))
-        if scores and improved:
-            trainer.best = {"metric": f"{judge.metric} ({judge.feature_network})", "value": row.quality,
-                            "epoch": trainer.epoch, "num_images": cfg.eval_images,
-                            **{k: v for k, v in scores.items() if k != judge.metric}}
-        if improved:
-            save_generator(trainer.ema.module, generator_spec(cfg, trainer.epoch, trainer.class_names, trainer.best),
-                           run_dir)
-        save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels,
-                  run_dir / "samples" / f"epoch{trainer.epoch:03d}.png")
-        write_metrics(run_dir, trainer.history)
-        plot_losses(run_dir, trainer.history, f"{judge.metric} ({judge.feature_network})" if judge else "not scored")
-        score_text = "  ".join(f"{k} {v:.4g}" for k, v in scores.items()) if scores else ""
-        kept = "  (kept)" if scores and improved else ""
-        console.print(
-            f"epoch {trainer.epoch}/{cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
-            f"G {row.train_g_loss:.3f} (val {row.val_g_loss:.3f})  D(x) {row.train_d_x:.2f}  "
-            f"D(G(z)) {row.train_d_g_z:.2f}  {score_text}{kept}  {row.seconds:.1f}s", highlight=False)
+        try:
+            write_epoch_outputs(trainer, run_dir, val_images, val_labels, judge, train_means, seconds, console)
+        except RunWriteError as e:
+            if not trainer.info.enabled:
+                raise
+            failure = e
+    raise_together(trainer.info, failure)
     trainer.save_checkpoint(run_dir)
+
+
+def write_epoch_outputs(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, val_labels: torch.Tensor | None,
+                        judge: QualityJudge | None, train_means: dict[str, float], seconds: float,
+                        console: Console) -> None:
+    """Rank 0's part of finish_epoch: metrics row, maybe the artifact, grid, metrics.csv, loss.png."""
+    cfg = trainer.cfg
+    scores = score_quality(trainer, judge)
+    row = EpochMetrics(epoch=trainer.epoch, step=trainer.step,
+                       **{f"train_{k}": v for k, v in train_means.items()},
+                       **{f"val_{k}": v for k, v in trainer.validate(val_images, val_labels).items()},
+                       seconds=round(seconds, 3), quality=scores.get(judge.metric) if scores else None,
+                       quality_is=scores.get("is") if scores else None)
+    trainer.history.append(asdict(row))
+    improved = judge is None or (scores and (trainer.best is None or row.quality < trainer.best["value"]))
+    if scores and improved:
+        trainer.best = {"metric": f"{judge.metric} ({judge.feature_network})", "value": row.quality,
+                        "epoch": trainer.epoch, "num_images": cfg.eval_images,
+                        **{k: v for k, v in scores.items() if k != judge.metric}}
+    if improved:
+        with writing(run_dir / WEIGHTS_NAME, run_dir):
+            save_generator(trainer.ema.module,
+                           generator_spec(cfg, trainer.epoch, trainer.class_names, trainer.best), run_dir)
+    grid = run_dir / "samples" / f"epoch{trainer.epoch:03d}.png"
+    with writing(grid, run_dir):
+        save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels, grid)
+    with writing(run_dir / METRICS_NAME, run_dir):
+        write_metrics(run_dir, trainer.history)
+    with writing(run_dir / PLOT_NAME, run_dir):
+        plot_losses(run_dir, trainer.history, f"{judge.metric} ({judge.feature_network})" if judge else "not scored")
+    score_text = "  ".join(f"{k} {v:.4g}" for k, v in scores.items()) if scores else ""
+    kept = "  (kept)" if scores and improved else ""
+    console.print(
+        f"epoch {trainer.epoch}/{cfg.n_epochs}: D {row.train_d_loss:.3f} (val {row.val_d_loss:.3f})  "
+        f"G {row.train_g_loss:.3f} (val {row.val_g_loss:.3f})  D(x) {row.train_d_x:.2f}  "
+        f"D(G(z)) {row.train_d_g_z:.2f}  {score_text}{kept}  {row.seconds:.1f}s", highlight=False)
 
 
 def score_quality(trainer: Trainer, judge: QualityJudge | None) -> dict[str, float]:

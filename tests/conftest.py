@@ -1,6 +1,9 @@
 """Shared fixtures: the real data sets beside the checkout, and markers for GPU-only tests."""
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,38 @@ def data_root() -> Path:
     if not (SHARED_DATASETS / "mnist").is_dir() or not (SHARED_DATASETS / "cats").is_dir():
         pytest.fail(f"real data sets not found at {SHARED_DATASETS}; the tests need ../shared/datasets beside the checkout")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path) -> Iterator[Path]:
+    """A real 4 MB file system (tmpfs) to fill up, where this machine lets the tests mount one (as root);
+    elsewhere the test is skipped, and the tests that simulate a full disk stand in for it."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                                 capture_output=True).returncode == 0
+    except OSError:
+        mounted = False
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root); the simulated full-disk tests cover this")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def fill_disk() -> Callable[[Path, int], Path]:
+    """fill_disk(folder, leave_kb): write a filler file that leaves `leave_kb` KB free on folder's file
+    system; returns its path (delete it to free the space again)."""
+    def fill(folder: Path, leave_kb: int) -> Path:
+        stat = os.statvfs(folder)
+        filler = folder / "filler"
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave_kb * 1024))
+        return filler
+    return fill
 
 
 def _has_cuda() -> bool:

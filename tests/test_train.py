@@ -1,17 +1,27 @@
-"""Training on real data: run directory contents, artifact round trip, bit-identical resume, divergence."""
+"""Training on real data: run directory contents, artifact round trip, bit-identical resume, divergence,
+and faults: stop signals mid-epoch, damaged checkpoints and configs, a full disk."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from gancli import cli
+from gancli.gan import train as train_module
 from gancli.gan.artifact import load_generator
 from gancli.gan.config import resolve_config
-from gancli.gan.errors import ConfigError, TrainingDiverged
+from gancli.gan.errors import ArtifactError, ConfigError, RunWriteError, TrainingDiverged, TrainingStopped
 from gancli.gan.train import CHECKPOINT_NAME, Trainer, load_run_config, train
 
 RUN_FILES = ["config.json", "log.txt", "metrics.csv", "loss.png", "checkpoint.pt",
@@ -129,3 +139,286 @@ def test_validation_changes_no_model_state(data_root, tmp_path):
     assert torch.equal(rng, torch.get_rng_state()), "validation moved the training RNG"
     assert trainer.G.training and trainer.D.training
     assert 0 < val["d_x"] < 1 and val["d_loss"] > 0
+
+
+# --- faults: stop signals ------------------------------------------------------------------------------
+
+def signal_run(data_root, tmp_path, **overrides):
+    """2 epochs of 5 batches (dcgan with dropout and spectral norm), one CPU thread: the same bits every run."""
+    return tiny("mnist", data_root, tmp_path, **{**dict(n_epochs=2, limit=200, batch_size=32, g_dropout=0.2,
+                                                         threads=1, eval_images=200), **overrides})
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_root, tmp_path_factory) -> Path:
+    return train(signal_run(data_root, tmp_path_factory.mktemp("straight")))
+
+
+def signal_at_steps(monkeypatch, signals: dict[int, list[int]]) -> None:
+    """Raise signals[n] in this process at the end of training step n (from 1): as `kill` from outside
+    would, but at an exact step. The handler runs before the loop's next check."""
+    real_step = Trainer.train_step
+    count = {"n": 0}
+
+    def step(self, real, labels=None):
+        out = real_step(self, real, labels)
+        count["n"] += 1
+        for signum in signals.get(count["n"], []):
+            signal.raise_signal(signum)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """The same artifact bytes, checkpoint weights, position and per-epoch losses (all but the timings)."""
+    assert (a / "generator.safetensors").read_bytes() == (b / "generator.safetensors").read_bytes()
+    sa, sb = (torch.load(d / CHECKPOINT_NAME, weights_only=True) for d in (a, b))
+    for key in ("G", "D", "G_ema"):
+        for name, tensor in sa[key].items():
+            assert torch.equal(tensor, sb[key][name]), f"{key}.{name} differs"
+    assert (sa["epoch"], sa["step"], sa["batch"]) == (sb["epoch"], sb["step"], sb["batch"])
+
+    def losses(run_dir: Path) -> list[dict]:
+        return [{k: v for k, v in row.items() if k.startswith(("train_", "val_"))}
+                for row in csv.DictReader(open(run_dir / "metrics.csv"))]
+
+    assert losses(a) == losses(b)
+
+
+@pytest.mark.parametrize("signum, at_step, batch", [
+    (signal.SIGTERM, 8, 3),  # epoch 2, batch 3 of 5: a mid-epoch checkpoint
+    (signal.SIGUSR1, 2, 2),  # Slurm's warning signal, in the first epoch (no generator files yet)
+    (signal.SIGINT, 5, 0),  # Ctrl-C in an epoch's last batch: the epoch is finished and saved, then it stops
+])
+def test_a_stop_signal_saves_the_step_and_resume_is_bit_identical(data_root, tmp_path, monkeypatch, straight_run,
+                                                                  signum, at_step, batch):
+    before = signal.getsignal(signum)
+    signal_at_steps(monkeypatch, {at_step: [signum]})
+    with pytest.raises(TrainingStopped) as stopped:
+        train(signal_run(data_root, tmp_path))
+    assert signal.getsignal(signum) == before, "train() must put the previous handler back"
+    run_dir = next((tmp_path / "runs").iterdir())
+    message = str(stopped.value)
+    assert "\n" not in message and signal.Signals(signum).name in message
+    assert f"gancli train --resume {run_dir}" in message
+    assert stopped.value.exit_code == 128 + signum
+    state = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
+    assert (state["step"], state["batch"]) == (at_step, batch)
+    epochs_done = at_step // 5
+    if epochs_done:  # the artifact and metrics are the last finished epoch's; a mid-epoch stop changes neither
+        assert json.loads((run_dir / "generator.json").read_text())["epochs"] == epochs_done
+        assert len(list(csv.DictReader(open(run_dir / "metrics.csv")))) == epochs_done
+    else:
+        assert not (run_dir / "generator.json").exists() and not (run_dir / "metrics.csv").exists()
+    assert not [p for p in run_dir.rglob("*") if ".tmp-" in p.name]
+
+    monkeypatch.undo()
+    resumed = train(load_run_config(run_dir), resume=run_dir)
+    assert_same_run(straight_run, resumed)
+    assert f"resumed at epoch {epochs_done}" in (run_dir / "log.txt").read_text()
+
+
+def test_ctrl_c_twice_stops_at_once_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch):
+    signal_at_steps(monkeypatch, {7: [signal.SIGINT, signal.SIGINT]})
+    with pytest.raises(KeyboardInterrupt):
+        train(signal_run(data_root, tmp_path))
+    run_dir = next((tmp_path / "runs").iterdir())
+    state = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
+    assert (state["epoch"], state["step"], state["batch"]) == (1, 5, 0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_signal_before_the_first_step_stops_without_writing(data_root, tmp_path, monkeypatch):
+    real_load = train_module.load_images
+
+    def load_then_signal(cfg):
+        data = real_load(cfg)
+        signal.raise_signal(signal.SIGTERM)
+        return data
+
+    monkeypatch.setattr(train_module, "load_images", load_then_signal)
+    with pytest.raises(TrainingStopped, match="before training began; no run directory was made"):
+        train(signal_run(data_root, tmp_path))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_sigterm_from_outside_mid_run_then_resume_matches_a_straight_run(data_root, tmp_path):
+    """`kill -TERM` of a real `gancli train`, sent once a sample grid shows it is training: where it lands
+    is up to the scheduler, so the straight run to compare with is made afterwards, for the epochs reached."""
+    args = ["--dataset", "mnist", "--width", "8", "--limit", "256", "--batch-size", "16", "--device", "cpu",
+            "--threads", "1", "--eval-every", "0", "--sample-interval", "2"]
+    env = {**os.environ, "GANCLI_DATA_ROOT": str(data_root), "OMP_NUM_THREADS": "1"}
+    gancli = [sys.executable, "-m", "gancli.cli", "train"]
+    process = subprocess.Popen([*gancli, *args, "--n-epochs", "1000", "--out-dir", str(tmp_path / "runs")], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "runs" / "00000-mnist-dcgan"
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "samples").glob("step*.png")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: stopped by SIGTERM after ")
+    assert f"gancli train --resume {run_dir}" in stderr.replace("\n", "")
+    state = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
+    epochs = state["epoch"] + 1
+
+    resumed = subprocess.run([*gancli, "--resume", str(run_dir), "--n-epochs", str(epochs)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = train(tiny("mnist", data_root, tmp_path / "straight", n_epochs=epochs, batch_size=16, threads=1,
+                          eval_every=0))
+    assert_same_run(straight, run_dir)
+
+
+# --- faults: files that cannot be read back -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(data_root, tmp_path_factory) -> Path:
+    """A 1-epoch run to damage (copied by each test)."""
+    return train(tiny("mnist", data_root, tmp_path_factory.mktemp("finished"), sample_interval=1000, eval_every=0))
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / run_dir.name))
+
+
+def resume_cli(run_dir: Path, n_epochs: int = 2):
+    return CliRunner().invoke(cli.app, ["train", "--resume", str(run_dir), "--n-epochs", str(n_epochs)])
+
+
+def one_error_line(result) -> str:
+    """The CLI's failure: exit 1 and one red line on stderr, no traceback anywhere."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def newer_checkpoint(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["format_version"] = train_module.CHECKPOINT_FORMAT_VERSION + 1
+    torch.save(state, path)
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:p.stat().st_size // 2]),
+    "empty": lambda p: p.write_bytes(b""),
+    "text": lambda p: p.write_text("not what gancli wrote\n"),
+    "a JSON list": lambda p: p.write_text("[1, 2, 3]"),
+    "another program's .pt": lambda p: torch.save({"model": {"w": torch.zeros(3)}, "optimizer": {}}, p),
+    "a tensor": lambda p: torch.save(torch.zeros(3), p),
+    "newer checkpoint": newer_checkpoint,
+    "newer config": lambda p: p.write_text(p.read_text().replace('"format_version": 1', '"format_version": 2')),
+    "wrong type": lambda p: p.write_text(p.read_text().replace('"width": 8', '"width": "8"')),
+    "unknown key": lambda p: p.write_text(p.read_text().replace('"width": 8', '"width": 8, "depth": 3')),
+}
+
+
+@pytest.mark.parametrize("name, damage, expected", [
+    (CHECKPOINT_NAME, "truncated", "is truncated, or not a torch file"),
+    (CHECKPOINT_NAME, "empty", "is empty"),
+    (CHECKPOINT_NAME, "text", "is truncated, or not a torch file"),
+    (CHECKPOINT_NAME, "another program's .pt", "is not a gancli checkpoint"),
+    (CHECKPOINT_NAME, "a tensor", "is not a gancli checkpoint"),
+    (CHECKPOINT_NAME, "newer checkpoint", "was written by a newer gancli"),
+    ("config.json", "truncated", "is not valid JSON"),
+    ("config.json", "empty", "is empty"),
+    ("config.json", "text", "is not valid JSON"),
+    ("config.json", "a JSON list", "holds a JSON list"),
+    ("config.json", "newer config", "was written by a newer gancli"),
+    ("config.json", "wrong type", 'is damaged: width is "8", not an integer'),
+    ("config.json", "unknown key", "has keys this gancli does not know (depth)"),
+])
+def test_a_damaged_run_file_is_one_line_naming_it_and_changes_nothing(finished_run, tmp_path, name, damage, expected):
+    run_dir = copy_run(finished_run, tmp_path)
+    DAMAGE[damage](run_dir / name)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    line = one_error_line(resume_cli(run_dir))
+    assert f"{run_dir / name} {expected}" in line
+    assert ("upgrade gancli" if damage.startswith("newer") else "start a new run") in line
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_a_checkpoint_without_a_format_from_gancli_0_2_still_resumes(finished_run, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path)
+    state = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)
+    for key in ("format", "format_version", "batch", "partial_sums", "partial_seconds"):
+        del state[key]
+    torch.save(state, run_dir / CHECKPOINT_NAME)
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["format"], config["format_version"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    train(load_run_config(run_dir, n_epochs=2), resume=run_dir)
+    assert torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)["epoch"] == 2
+
+
+def test_a_checkpoint_from_another_config_is_one_line(finished_run, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path)
+    (run_dir / "config.json").write_text((run_dir / "config.json").read_text().replace('"width": 8', '"width": 16'))
+    with pytest.raises(ArtifactError, match="is corrupt or from another config"):
+        train(load_run_config(run_dir, n_epochs=2), resume=run_dir)
+
+
+# --- faults: a full disk --------------------------------------------------------------------------------
+
+def disk_fills_on(monkeypatch, file_name: str) -> None:
+    """Writes of the temp file of `file_name` write half their bytes, then fail with ENOSPC, as on a full disk."""
+    real_write_bytes, real_write_text = Path.write_bytes, Path.write_text
+
+    stem, suffix = os.path.splitext(file_name)
+
+    def full(path: Path, data, real):
+        if path.name.startswith(f".{stem}.tmp-") and path.name.endswith(suffix):
+            real(path, data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: full(self, data, real_write_bytes))
+    monkeypatch.setattr(Path, "write_text", lambda self, data, *a, **k: full(self, data, real_write_text))
+
+
+@pytest.mark.parametrize("file_name", [CHECKPOINT_NAME, "generator.safetensors", "metrics.csv"])
+def test_a_full_disk_stops_with_one_line_and_keeps_the_previous_files(finished_run, tmp_path, monkeypatch, file_name):
+    run_dir = copy_run(finished_run, tmp_path)
+    kept = {name: (run_dir / name).read_bytes() for name in (CHECKPOINT_NAME, "generator.safetensors",
+                                                              "generator.json", "metrics.csv")}
+    disk_fills_on(monkeypatch, file_name)
+    line = one_error_line(resume_cli(run_dir))
+    assert f"cannot write {run_dir / file_name} (No space left on device)" in line
+    assert f"the previous {file_name} is kept" in line and f"gancli train --resume {run_dir}" in line
+    # the failed file and the checkpoint (written last) are the previous epoch's; files written before
+    # the failure may be the new epoch's, and the generator pair always matches
+    assert (run_dir / file_name).read_bytes() == kept[file_name]
+    assert (run_dir / CHECKPOINT_NAME).read_bytes() == kept[CHECKPOINT_NAME]
+    load_generator(run_dir)
+    assert not [p for p in run_dir.rglob("*") if ".tmp-" in p.name], "a temp file was left behind"
+    monkeypatch.undo()
+    train(load_run_config(run_dir, n_epochs=2), resume=run_dir)  # once there is space, the run goes on
+
+
+def test_the_generator_files_are_replaced_as_a_pair(finished_run, tmp_path, monkeypatch):
+    """generator.json failing after its weights were written leaves both old files: never new weights
+    beside a JSON that names the old ones' hash."""
+    run_dir = copy_run(finished_run, tmp_path)
+    kept = {name: (run_dir / name).read_bytes() for name in ("generator.safetensors", "generator.json")}
+    disk_fills_on(monkeypatch, "generator.json")
+    with pytest.raises(RunWriteError, match=r"cannot write .*generator\.json \(No space left on device\)"):
+        train(load_run_config(run_dir, n_epochs=2), resume=run_dir)
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    load_generator(run_dir)
+
+
+def test_a_really_full_disk_stops_with_one_line_and_keeps_the_checkpoint(finished_run, small_tmpfs, fill_disk):
+    run_dir = copy_run(finished_run, small_tmpfs)
+    kept = {name: (run_dir / name).read_bytes() for name in (CHECKPOINT_NAME, "generator.safetensors",
+                                                              "generator.json")}
+    filler = fill_disk(small_tmpfs, 16)
+    assert "(No space left on device)" in one_error_line(resume_cli(run_dir))
+    assert {name: (run_dir / name).read_bytes() for name in kept} == kept
+    assert not [p for p in run_dir.rglob("*") if ".tmp-" in p.name]
+    filler.unlink()
+    result = resume_cli(run_dir)
+    assert result.exit_code == 0, result.output
