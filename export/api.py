@@ -2,13 +2,17 @@
 
 Every file is written into a staging folder beside the output folder first; only when every file
 passes parity are they renamed into place (same file system, so each rename is atomic). A failure
-at any step removes the staging folder, so no exported file is left behind.
+at any step (a full disk too: one ExportError line) removes the staging folder, so no exported file
+is left behind.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,12 +91,14 @@ def export_generator(source: str | Path, fmt: str = "all", out_dir: str | Path |
     out_dir = Path(out_dir) if out_dir is not None else resolve_artifact_dir(source) / DEFAULT_OUT_NAME
     staging = make_staging_dir(out_dir)
     try:
-        staged = [write_file(G, spec, p, staging / p.name, opset) for p in planned]
+        with staging_writes(out_dir):
+            staged = [write_file(G, spec, p, staging / p.name, opset) for p in planned]
         try:
             report = check_parity(G, staged)
         except ParityError as e:
             raise ParityError(f"{e}; nothing was written to {out_dir}") from e
-        write_text_atomic(staging / PARITY_NAME, report.to_json())
+        with staging_writes(out_dir):
+            write_text_atomic(staging / PARITY_NAME, report.to_json())
         files = move_into_place([*staged, staging / PARITY_NAME], out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -103,16 +109,49 @@ def export_generator(source: str | Path, fmt: str = "all", out_dir: str | Path |
 
 
 def make_staging_dir(out_dir: Path) -> Path:
-    """A hidden temp folder beside `out_dir`; fails early, before any work, if the place is not writable."""
+    """A hidden temp folder beside `out_dir` (`.NAME.tmp-PID-XXXX`); fails early, before any work, if the
+    place is not writable. Staging folders that killed exports left there are removed first."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"--out {out_dir} is a file; pass a folder")
     if out_dir.is_dir() and not os.access(out_dir, os.W_OK):
         raise ExportError(f"--out {out_dir} is not writable; pass a folder you can write to")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        remove_dead_staging_dirs(out_dir)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     except OSError as e:
         raise ExportError(f"cannot write beside --out {out_dir} ({e.strerror}); pass a folder you can write to") from e
+
+
+def remove_dead_staging_dirs(out_dir: Path) -> None:
+    """Delete the staging folders of exports into `out_dir` whose process is gone (killed, or aborted by
+    a full disk); a live process's folder is left alone."""
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.tmp-(\d+)-")
+    for entry in out_dir.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and entry.is_dir() and not process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staging_writes(out_dir: Path) -> Iterator[None]:
+    """A file that cannot be written into the staging folder (a full disk) is one ExportError line; the
+    caller then removes the staging folder, so nothing is left behind and --out is untouched."""
+    try:
+        yield
+    except OSError as e:
+        raise ExportError(f"cannot write the exported files beside --out {out_dir} ({e.strerror or e}); nothing was "
+                          f"written to {out_dir}; free some space or pass another --out") from e
 
 
 def write_file(G: nn.Module, spec: GeneratorSpec, planned: Planned, path: Path, opset: int) -> Path:

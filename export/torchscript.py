@@ -23,8 +23,9 @@ def export_torchscript(G: nn.Module, spec: GeneratorSpec, path: Path, output_kin
     wrapper = export_wrapper(G, spec, output_kind, fp16)
     with torch.no_grad(), quiet_jit_deprecation():
         traced = torch.jit.trace(wrapper, example_inputs(spec))
-    with atomic_path(Path(path)) as tmp, quiet_jit_deprecation():
-        torch.jit.save(traced, str(tmp), _extra_files={METADATA_KEY: meta.to_json()})
+    # through a Python file object: given a path, torch.jit.save aborts the whole process on a full disk
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f, quiet_jit_deprecation():
+        torch.jit.save(traced, f, _extra_files={METADATA_KEY: meta.to_json()})
     return meta
 
 

@@ -2,7 +2,11 @@
 class-conditional generators take (z, label) in every format and route each label as eager G does."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -481,6 +485,53 @@ def test_cli_onnx_with_out_and_opset(small_artifact, tmp_path):
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["generator-uint8.onnx", "generator.onnx", "parity.json"]
     model = onnx.load(str(tmp_path / "models" / "generator.onnx"))
     assert {op.version for op in model.opset_import if op.domain in ("", "ai.onnx")} == {18}
+
+
+# --- a full disk: one line, nothing left behind ----------------------------------------------------
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(small_artifact, monkeypatch):
+    def save_half_then_fail(model, path, *args, **kwargs):  # what onnx.save_model does when the disk fills
+        data = model.SerializeToString()
+        with open(path, "wb") as f:
+            f.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(onnx, "save_model", save_half_then_fail)
+    result = invoke(small_artifact, "--format", "onnx")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write the exported files beside --out {small_artifact / 'export'} (No space left on device); "
+        f"nothing was written to {small_artifact / 'export'}; free some space or pass another --out"]
+    assert leftovers(small_artifact) == []
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_really_full_disk_is_one_line_and_leaves_nothing(small_tmpfs, fill_disk, fmt):
+    source = make_artifact(small_tmpfs / "artifact", "dcgan")  # 78 KB of weights: room for its export in 4 MB
+    filler = fill_disk(small_tmpfs, 16)
+    # in a subprocess: a writer that aborts on a full disk (torch.jit.save given a path does) must not
+    # take the test session down with it
+    command = [sys.executable, "-m", "gancli.cli", "export", str(source), "--format", fmt]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "(No space left on device); nothing was written to" in lines[0], result.stderr[-3000:]
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["artifact", "filler"], "a staging folder was left"
+    assert sorted(p.name for p in source.iterdir()) == ["generator.json", "generator.safetensors"]
+    filler.unlink()
+    assert subprocess.run(command, capture_output=True, timeout=300, env=env).returncode == 0
+
+
+def test_a_staging_folder_a_killed_export_left_is_removed(small_artifact):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = small_artifact / f".export.tmp-{int(dead.stdout)}-abcd1234"
+    stale.mkdir()
+    (stale / "generator.onnx").write_bytes(b"half a model")
+    mine = small_artifact / f".export.tmp-{os.getpid()}-abcd1234"  # a live process's: left alone
+    mine.mkdir()
+    export_generator(small_artifact, "torchscript")
+    assert not stale.exists() and mine.is_dir()
 
 
 def test_cli_export_of_a_conditional_generator_names_the_classes_checked(tmp_path):
