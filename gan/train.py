@@ -209,6 +209,17 @@ def next_run_dir(out_dir: Path, cfg: TrainConfig) -> Path:
     return out_dir / f"{max(numbers, default=-1) + 1:05d}-{name}"
 
 
+def make_run_dir(out_dir: Path, cfg: TrainConfig) -> Path:
+    """Create and return next_run_dir; a failure (a full disk) is one RunWriteError line."""
+    try:
+        run_dir = next_run_dir(out_dir, cfg)
+        run_dir.mkdir(parents=True)
+    except OSError as e:
+        raise RunWriteError(f"cannot create a run folder in {out_dir} ({e.strerror or e}); free some space or pass "
+                            f"another --out-dir") from e
+    return run_dir
+
+
 def load_run_config(run_dir: str | Path, n_epochs: int | None = None, device: str | None = None) -> TrainConfig:
     """The config a run was started with; `n_epochs` (the new total) and `device` may change on resume."""
     path = Path(run_dir) / CONFIG_NAME
@@ -639,10 +650,13 @@ def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device
         where = f"{resume} is as it was; continue with `gancli train --resume {resume}`" if resume is not None \
             else "no run directory was made"
         raise TrainingStopped(f"stopped by {signal_name(code)} before training began; {where}", code)
-    run_dir = Path(resume) if resume is not None else None
+    run_dir, failure = Path(resume) if resume is not None else None, None
     if info.is_main and run_dir is None:
-        run_dir = next_run_dir(Path(cfg.out_dir), cfg)
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir = make_run_dir(Path(cfg.out_dir), cfg)
+        except RunWriteError as e:
+            failure = e
+    raise_together(info, failure)  # rank 0's write failures stop every rank, here and below
     run_dir = broadcast_object(info, run_dir)
 
     trainer = Trainer(cfg, device, info, data.class_names)
@@ -651,13 +665,18 @@ def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device
         if trainer.epoch >= cfg.n_epochs:
             raise ConfigError(f"{run_dir} already has {trainer.epoch} epochs; pass a larger --n-epochs to train on")
     if info.is_main:
-        with writing(run_dir / CONFIG_NAME, run_dir):
-            write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
-        if resume is not None:
-            within = f", batch {trainer.batch}" if trainer.batch else ""
-            append_log(run_dir, f"resumed at epoch {trainer.epoch}{within} (step {trainer.step}) on {device}", console)
-        else:
-            log_data(run_dir, data, device, info, console)
+        try:
+            with writing(run_dir / CONFIG_NAME, run_dir):
+                write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())
+            if resume is not None:
+                within = f", batch {trainer.batch}" if trainer.batch else ""
+                append_log(run_dir, f"resumed at epoch {trainer.epoch}{within} (step {trainer.step}) on {device}",
+                           console)
+            else:
+                log_data(run_dir, data, device, info, console)
+        except RunWriteError as e:
+            failure = e
+    raise_together(info, failure)
 
     run_epochs(trainer, data, run_dir, console, stop)
     check_ranks_agree(trainer, run_dir, console)
