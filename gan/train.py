@@ -26,6 +26,7 @@ import copy
 import csv
 import io
 import math
+import os
 import pickle
 import re
 import signal
@@ -189,6 +190,26 @@ def writing(path: Path, run_dir: Path) -> Iterator[None]:
             then = "start the run again (no epoch was saved)"
         raise RunWriteError(f"cannot write {path} ({e.strerror or e}); {kept}; free some space (or make "
                             f"{run_dir} writable), then {then}") from e
+
+
+def remove_dead_temps(run_dir: Path) -> None:
+    """Delete the temp files (`.NAME.tmp-PID.SUFFIX`) that a killed process left in the run folder while
+    writing; a live process's are left alone."""
+    for folder in (run_dir, run_dir / "samples"):
+        for path in folder.glob(".*.tmp-*"):
+            match = re.search(r"\.tmp-(\d+)", path.name)
+            if match and TEMP_NAME.match(path.name) and path.is_file() and not process_alive(int(match.group(1))):
+                path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def signal_name(signum: int) -> str:
@@ -665,6 +686,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, console: Console, device
         if trainer.epoch >= cfg.n_epochs:
             raise ConfigError(f"{run_dir} already has {trainer.epoch} epochs; pass a larger --n-epochs to train on")
     if info.is_main:
+        remove_dead_temps(run_dir)
         try:
             with writing(run_dir / CONFIG_NAME, run_dir):
                 write_text_atomic(run_dir / CONFIG_NAME, cfg.to_json())

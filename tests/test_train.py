@@ -355,6 +355,18 @@ def test_a_checkpoint_without_a_format_from_gancli_0_2_still_resumes(finished_ru
     assert torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)["epoch"] == 2
 
 
+def test_resume_removes_the_temp_files_a_killed_run_left(finished_run, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = [run_dir / f".checkpoint.tmp-{dead}.pt", run_dir / "samples" / f".step0000002.tmp-{dead}.png"]
+    live = run_dir / ".loss.tmp-1.png"  # a live process's (pid 1's) stays
+    for path in [*left, live]:
+        path.write_bytes(b"half a file")
+    train(load_run_config(run_dir, n_epochs=2), resume=run_dir)
+    assert not any(path.exists() for path in left) and live.exists()
+
+
 def test_a_checkpoint_from_another_config_is_one_line(finished_run, tmp_path):
     run_dir = copy_run(finished_run, tmp_path)
     (run_dir / "config.json").write_text((run_dir / "config.json").read_text().replace('"width": 8', '"width": 16'))
