@@ -50,6 +50,8 @@ class TrainConfig:
     real_label: float = 1.0  # one-sided label smoothing for bce: D's target for real images
     diffaugment: str = ""  # DiffAugment policy (Zhao et al., 2020), e.g. "color,translation,cutout"
     r1_gamma: float = 0.0  # weight of the R1 penalty on real images (Mescheder et al., 2018); 0 = off
+    class_loss: float = 1.0  # conditional: weight of D's auxiliary class loss (AC-GAN, Odena et al., 2017); 0 = off
+    mode_seeking: float = 1.0  # conditional: weight of the mode-seeking term (MSGAN, Mao et al., 2019); 0 = off
     ema_decay: float = 0.999  # EMA of G's weights; the artifact ships the EMA generator
     seed: int = 0
     # --- quality tracking ---
@@ -162,6 +164,8 @@ def validate_config(cfg: TrainConfig) -> None:
     if unknown_ops:
         raise ConfigError(f"--diffaugment {cfg.diffaugment!r}: unknown {', '.join(unknown_ops)}; "
                           f"use a comma-separated subset of {','.join(DIFFAUGMENT_OPS)}")
+    if cfg.class_loss < 0 or cfg.mode_seeking < 0:
+        raise ConfigError("--class-loss and --mode-seeking must be >= 0 (0 turns each off)")
     if cfg.r1_gamma < 0:
         raise ConfigError(f"--r1-gamma {cfg.r1_gamma} must be >= 0 (0 turns it off)")
     if cfg.threads is not None and cfg.threads < 1:

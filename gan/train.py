@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -369,6 +370,7 @@ class Trainer:
         # A D without batch norm judges each image alone, so real and fake share one forward pass
         # (and relativistic losses, which compare them, need that).
         self.joint_d = not (cfg.arch == "dcgan" and cfg.d_batch_norm)
+        self.class_loss = bool(self.num_classes and cfg.class_loss > 0)
         self.use_amp = cfg.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
         self.epoch = 0  # epochs completed
@@ -471,13 +473,33 @@ class Trainer:
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.cfg.diffaugment) if self.cfg.diffaugment else x
 
-    def discriminate(self, real: torch.Tensor, real_labels: torch.Tensor | None, fake: torch.Tensor,
-                     fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits on real and fake images (both augmented), in one pass: for a D without batch norm."""
-        labels = torch.cat([real_labels, fake_labels]) if real_labels is not None else None
+    def judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's logits on augmented `images`, and its class logits when the class loss is on (else None)."""
         with self._autocast():
-            logits = self.D_train(self.augment(torch.cat([real, fake])), labels).float()
-        return logits[:real.shape[0]], logits[real.shape[0]:]
+            if not self.class_loss:
+                return self.D_train(self.augment(images), labels).float(), None
+            logits, classes = self.D_train(self.augment(images), labels, True)
+        return logits.float(), classes.float()
+
+    def fake_labels(self, b: int) -> torch.Tensor | None:
+        """Uniform labels for a batch of fakes; the second half repeats the first, so each pair (i, i + b/2)
+        shares a label but not z, which the mode-seeking term compares."""
+        if not self.num_classes:
+            return None
+        return torch.randint(self.num_classes, ((b + 1) // 2,), device=self.device).repeat(2)[:b]
+
+    def class_loss_of(self, classes: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | float:
+        """AC-GAN's auxiliary loss: cross-entropy of D's class head against the labels, weighted."""
+        return self.cfg.class_loss * F.cross_entropy(classes, labels) if classes is not None else 0.0
+
+    def discriminate(self, real: torch.Tensor, real_labels: torch.Tensor | None, fake: torch.Tensor,
+                     fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """D's logits on real and fake images (both augmented) in one pass, for a D without batch norm,
+        and the class loss on the real half (D learns classes from real images only)."""
+        b = real.shape[0]
+        labels = torch.cat([real_labels, fake_labels]) if real_labels is not None else None
+        logits, classes = self.judge(torch.cat([real, fake]), labels)
+        return logits[:b], logits[b:], self.class_loss_of(classes[:b] if classes is not None else None, real_labels)
 
     def r1_penalty(self, d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """R1 (Mescheder et al., 2018): squared norm of D's gradient at real images. The gradient is taken
@@ -491,39 +513,39 @@ class Trainer:
         cfg = self.cfg
         b = real.shape[0]
         z = torch.randn(b, cfg.latent_dim, device=self.device)
-        fake_labels = torch.randint(self.num_classes, (b,), device=self.device) if self.num_classes else None
+        fake_labels = self.fake_labels(b)
 
         self.opt_D.zero_grad(set_to_none=True)
         with self._autocast():
             fake = self.G_train(z, fake_labels)
         if self.joint_d:
             real = real.detach().requires_grad_(cfg.r1_gamma > 0)
-            d_real, d_fake = self.discriminate(real, real_labels, fake.detach(), fake_labels)
-            loss_D = losses.d_loss(cfg.loss, d_real, d_fake, cfg.real_label)
+            d_real, d_fake, class_loss = self.discriminate(real, real_labels, fake.detach(), fake_labels)
+            loss_D = losses.d_loss(cfg.loss, d_real, d_fake, cfg.real_label) + class_loss
             if cfg.r1_gamma > 0:
                 loss_D = loss_D + cfg.r1_gamma / 2 * self.r1_penalty(d_real, real)
             self.scaler.scale(loss_D).backward()
         else:
             # Batch norm in D: real and fake batches go through D separately (each normalised by its
             # own batch statistics, as in DCGAN), each followed by its own backward, which DDP requires.
-            with self._autocast():
-                d_real = self.D_train(self.augment(real), real_labels).float()
-                loss_D_real = losses.d_loss_real(cfg.loss, d_real, cfg.real_label)
+            d_real, classes = self.judge(real, real_labels)
+            loss_D_real = losses.d_loss_real(cfg.loss, d_real, cfg.real_label) + self.class_loss_of(classes, real_labels)
             self.scaler.scale(loss_D_real).backward()
-            with self._autocast():
-                d_fake = self.D_train(self.augment(fake.detach()), fake_labels).float()
-                loss_D_fake = losses.d_loss_fake(cfg.loss, d_fake)
+            d_fake, _ = self.judge(fake.detach(), fake_labels)
+            loss_D_fake = losses.d_loss_fake(cfg.loss, d_fake)
             self.scaler.scale(loss_D_fake).backward()
             loss_D = loss_D_real + loss_D_fake
         self.scaler.step(self.opt_D)
 
         self.opt_G.zero_grad(set_to_none=True)
         if cfg.loss in losses.RELATIVISTIC:
-            d_real_g, d_fake_g = self.discriminate(real.detach(), real_labels, fake, fake_labels)
+            d_real_g, d_fake_g, _ = self.discriminate(real.detach(), real_labels, fake, fake_labels)
             loss_G = losses.g_loss(cfg.loss, d_fake_g, d_real_g)
         else:
-            with self._autocast():
-                loss_G = losses.g_loss(cfg.loss, self.D_train(self.augment(fake), fake_labels).float())
+            d_fake_g, classes = self.judge(fake, fake_labels)
+            loss_G = losses.g_loss(cfg.loss, d_fake_g) + self.class_loss_of(classes, fake_labels)
+        if self.num_classes and cfg.mode_seeking > 0:
+            loss_G = loss_G + cfg.mode_seeking * mode_seeking_penalty(fake, z)
         self.scaler.scale(loss_G).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
@@ -596,6 +618,15 @@ def read_checkpoint(path: Path, device: torch.device) -> dict:
     if missing:
         raise ArtifactError(f"{path} is incomplete (no {', '.join(missing)}); {way_out}")
     return state
+
+
+def mode_seeking_penalty(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN (Mao et al., 2019): the inverse of how far apart two images of one label lie relative to
+    their z, so a conditional G cannot ignore z and draw one image per class. Pairs are (i, i + b/2)."""
+    half = fake.shape[0] // 2
+    ratio = ((fake[:half] - fake[half:2 * half]).abs().mean(dim=(1, 2, 3))
+             / (z[:half] - z[half:2 * half]).abs().mean(dim=1))
+    return 1.0 / (ratio.mean() + 1e-5)
 
 
 @contextlib.contextmanager

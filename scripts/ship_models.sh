@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# Copies each trained run of scripts/train_shipped.sh into models/NAME/: the generator artifact,
-# its ONNX files (float, uint8 and int8 serving graphs, parity-checked by `gancli export`), its training
-# curves and last sample grid, and its `gancli eval` scores (fp32 and int8). No optimizer state.
-# Usage: scripts/ship_models.sh RUNS_DIR [NAME ...]   (default: every run found)
+# Copies each trained run of scripts/train_shipped.sh into models/NAME/: the generator artifact (the
+# run's best-scoring EMA generator), its ONNX files (float, uint8 and int8 serving graphs,
+# parity-checked by `gancli export`), its training curves and the sample grid of the kept epoch, and
+# its `gancli eval` scores (fp32 and int8). No optimizer state, and no path of this machine: the
+# config's output and data folders are reset, and eval runs inside the model folder.
+# Usage: scripts/ship_models.sh RUNS_DIR [NAME ...]   (default: every run found; data from
+# $GANCLI_DATA_ROOT or gancli's default data root)
 set -euo pipefail
-runs=${1:?usage: scripts/ship_models.sh RUNS_DIR [NAME ...]}
+runs=$(cd "${1:?usage: scripts/ship_models.sh RUNS_DIR [NAME ...]}" && pwd)
 shift
 root=$(cd "$(dirname "$0")/.." && pwd)
-export GANCLI_DATA_ROOT=${GANCLI_DATA_ROOT:-$(cd "$root/.." && pwd)/shared/datasets}
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(cats-dcgan mnist-dcgan mnist-mlp)
+[ ${#names[@]} -gt 0 ] || names=(cats-dcgan mnist-dcgan mnist-cdcgan mnist-mlp)
 for name in "${names[@]}"; do
   run=$(ls -d "$runs/$name"/*/ 2>/dev/null | sort | tail -n 1)
   [ -n "$run" ] && [ -f "$run/generator.json" ] || { echo "no finished epoch for $name in $runs; skipped"; continue; }
   dest="$root/models/$name"
   rm -rf "$dest.new" && mkdir -p "$dest.new"
-  cp "$run/generator.json" "$run/generator.safetensors" "$run/loss.png" "$run/metrics.csv" "$run/config.json" "$dest.new/"
-  cp "$(ls "$run"/samples/epoch*.png | sort | tail -n 1)" "$dest.new/samples.png"
+  cp "$run/generator.json" "$run/generator.safetensors" "$run/loss.png" "$run/metrics.csv" "$dest.new/"
+  python3 - "$run" "$dest.new" <<'PY'
+import json, sys
+from pathlib import Path
+run, dest = Path(sys.argv[1]), Path(sys.argv[2])
+config = json.loads((run / "config.json").read_text())
+config.update(out_dir="runs", data_root=None)  # where it ran is no property of the model
+(dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+quality = json.loads((run / "generator.json").read_text()).get("quality") or {}
+grids = sorted((run / "samples").glob("epoch*.png"))
+kept = run / "samples" / f"epoch{quality['epoch']:03d}.png" if quality else grids[-1]
+(dest / "samples.png").write_bytes(kept.read_bytes())
+PY
   gancli export "$dest.new" --format onnx --int8 --out "$dest.new"
   dataset=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['dataset'])" "$dest.new/generator.json")
-  gancli eval "$dest.new/generator-uint8.onnx" --dataset "$dataset" --out "$dest.new/eval.json"
-  gancli eval "$dest.new/generator-int8-uint8.onnx" --dataset "$dataset" --out "$dest.new/eval-int8.json"
+  (cd "$dest.new" &&
+   gancli eval generator-uint8.onnx --dataset "$dataset" --out eval.json &&
+   gancli eval generator-int8-uint8.onnx --dataset "$dataset" --out eval-int8.json)
   rm -rf "$dest" && mv "$dest.new" "$dest"
   echo "shipped $name from $run"
 done

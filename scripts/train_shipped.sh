@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# Trains the generators shipped in models/ the way they were made: on the CPU of a 2-core machine,
-# two single-thread jobs side by side. Each run writes its artifact after every epoch, so a run
-# stopped early still leaves its last complete epoch (models/*/generator.json records how many).
-# Usage: scripts/train_shipped.sh RUNS_DIR   (data from $GANCLI_DATA_ROOT, default ../shared/datasets)
+# Trains the generators shipped in models/ the way they were made: with each data set's default
+# recipe, on the CPU, one single-thread job per model side by side (torch's default threads
+# collapse when jobs share cores; see benchmarks/bench_train.py). Every run scores its EMA generator
+# each epoch and keeps the best one as its artifact, so a run stopped early still leaves a complete,
+# best-so-far generator (models/*/generator.json records its epoch and score); `gancli train --resume
+# DIR --n-epochs N` continues one.
+# Usage: scripts/train_shipped.sh RUNS_DIR   (data from $GANCLI_DATA_ROOT or gancli's default data root)
 # Then export each run into models/ with scripts/ship_models.sh RUNS_DIR.
 set -euo pipefail
 runs=${1:?usage: scripts/train_shipped.sh RUNS_DIR}
-export GANCLI_DATA_ROOT=${GANCLI_DATA_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)/shared/datasets}
-export OMP_NUM_THREADS=1
-# cats: width 32 (256-128-64-32 at 64x64), a quarter of the DCGAN paper's FLOPs, and batch 64 for
-# twice the updates per image: what a CPU can train in about an hour.
-(gancli train --dataset cats --arch dcgan --width 32 --batch-size 64 --n-epochs 40 --seed 0 --device cpu \
-   --out-dir "$runs/cats-dcgan" > "$runs/cats-dcgan.log" 2>&1) &
-# mnist-dcgan ran 12 epochs, then `--resume` to 38 (a resumed CPU run is bit-identical to a straight one).
-(gancli train --dataset mnist --arch dcgan --width 64 --n-epochs 38 --seed 0 --device cpu \
+common=(--threads 1 --device cpu --seed 0 --eval-images 5000)
+(gancli train --dataset mnist --conditional --n-epochs 40 "${common[@]}" \
+   --out-dir "$runs/mnist-cdcgan" > "$runs/mnist-cdcgan.log" 2>&1) &
+(gancli train --dataset mnist --n-epochs 40 "${common[@]}" \
    --out-dir "$runs/mnist-dcgan" > "$runs/mnist-dcgan.log" 2>&1 &&
- gancli train --dataset mnist --arch mlp --n-epochs 20 --seed 0 --device cpu \
+ gancli train --dataset mnist --arch mlp --n-epochs 30 "${common[@]}" \
    --out-dir "$runs/mnist-mlp" > "$runs/mnist-mlp.log" 2>&1) &
 wait
