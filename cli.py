@@ -193,7 +193,7 @@ def train(
                                              help="Weight of the R1 gradient penalty on real images."),
     class_loss: float = typer.Option(1.0, metavar="FLOAT", rich_help_panel=TRAINING,
                                      help="--conditional: weight of D's auxiliary class loss (AC-GAN; 0: off)."),
-    mode_seeking: float = typer.Option(1.0, metavar="FLOAT", rich_help_panel=TRAINING,
+    mode_seeking: float = typer.Option(0.2, metavar="FLOAT", rich_help_panel=TRAINING,
                                        help="--conditional: weight of the mode-seeking term that keeps G from "
                                             "ignoring z (MSGAN; 0: off)."),
     ema_decay: float = typer.Option(0.999, metavar="FLOAT", rich_help_panel=TRAINING,
