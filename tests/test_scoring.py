@@ -84,4 +84,4 @@ def test_slow_networks_log_progress():
     sets, reference = image_sets(np.random.default_rng(2))
     lines = []
     score_with_network(network, sets, reference, kid_subsets=2, kid_subset_size=10, log=lines.append)
-    assert any(line.startswith("fake: generated: 30/30 images (") for line in lines)
+    assert any(line.startswith("fake: generated: 30/30 (") for line in lines)
