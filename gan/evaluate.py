@@ -69,7 +69,7 @@ def evaluate_images(generated: np.ndarray, untrained: np.ndarray, real: RealData
 
 def evaluate(generated: np.ndarray, untrained: np.ndarray, dataset: str, data_root: str | Path | None = None,
              inception_weights: str | Path | None = None, device: str = "auto", seed: int = 0,
-             download: bool = True, log: Log | None = None) -> dict:
+             download: bool = True, log: Log | None = None, inception: bool = True) -> dict:
     """Load the real data for `dataset`, pick the feature networks that fit, score; the dict `gancli eval` writes.
 
     `untrained`: images of an untrained generator of the same architecture, as many as `generated`, from
@@ -77,7 +77,7 @@ def evaluate(generated: np.ndarray, untrained: np.ndarray, dataset: str, data_ro
     """
     check_images(generated, "generated")
     real = load_real_data(dataset, data_root, generated.shape[1:], seed, download)
-    networks, notes = feature_networks(dataset, inception_weights, select_device(device))
+    networks, notes = feature_networks(dataset, inception_weights, select_device(device), inception=inception)
     return evaluate_images(generated, untrained, real, networks, notes, seed=seed, log=log)
 
 
@@ -90,7 +90,8 @@ def model_width(model_path: str | Path) -> int:
 
 def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: int = 0,
                    data_root: str | Path | None = None, inception_weights: str | Path | None = None,
-                   device: str = "auto", precision: str | None = None, log: Log | None = None) -> dict:
+                   device: str = "auto", precision: str | None = None, log: Log | None = None,
+                   inception: bool = True) -> dict:
     """Score images [0, n) of `seed` from `model` (a shipped model name, a model folder or an exported .onnx file)
     against the real `dataset` ("mnist", "cats" or a folder): what `gancli eval` does, as a dict ready for JSON.
 
@@ -111,7 +112,7 @@ def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: in
     untrained = untrained_generator_images(meta.arch, meta.latent_dim, meta.channels, meta.img_size, n,
                                            width=model_width(path))
     result = evaluate(generated, untrained, dataset, data_root=str(data_root) if data_root is not None else None,
-                      inception_weights=inception_weights, device=device, seed=seed, log=log)
+                      inception_weights=inception_weights, device=device, seed=seed, log=log, inception=inception)
     result["model"] = {"path": str(path), "weights_sha256": meta.weights_sha256, "arch": meta.arch,
                        "dataset": meta.dataset, "precision": meta.precision, "seed": seed}
     if meta.conditional:

@@ -101,7 +101,7 @@ def standard_inception_network(device: str | torch.device = "cpu", threads: int 
 
 
 def feature_networks(dataset: str, inception_weights: str | Path | None = None,
-                     device: str | torch.device = "cpu", threads: int | None = None,
+                     device: str | torch.device = "cpu", threads: int | None = None, inception: bool = True,
                      ) -> tuple[list[FeatureNetwork], list[str]]:
     """The networks that fit `dataset`, and notes on what was left out and why.
 
@@ -111,6 +111,11 @@ def feature_networks(dataset: str, inception_weights: str | Path | None = None,
     (None: the cores that are idle now, when on the CPU and $OMP_NUM_THREADS is not set).
     """
     networks, notes = [], []
+    if not inception:
+        notes.append("no Inception network (--no-inception): no FID, Inception KID or IS")
+        if dataset == "mnist":
+            networks.append(mnist_classifier_network(device))
+        return networks, notes
     named = fid_inception.named_inception_weights(inception_weights)
     cached = fid_inception.cached_inception_weights() if named is None else None
     if named is not None:
