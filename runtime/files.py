@@ -12,9 +12,11 @@ writers that pick a format by extension (PIL, matplotlib, save_image) still work
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -25,14 +27,14 @@ FILE_MODE = 0o644  # files are meant to be shared (safetensors alone would make 
 TEMP_MARK = ".tmp-"
 
 
-def temp_path(path: str | os.PathLike) -> str:
-    """The temp name beside `path`: `.STEM.tmp-PID.SUFFIX`.
+def temp_path(path: str | os.PathLike, pid: int | None = None) -> str:
+    """The temp name beside `path`: `.STEM.tmp-PID.SUFFIX` (PID: this process's, or `pid`'s).
 
     Plain strings, not pathlib: this is on the per-image path, where pathlib cost ~15 µs a file.
     """
     folder, name = os.path.split(os.fspath(path))
     stem, suffix = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}{TEMP_MARK}{os.getpid()}{suffix}")
+    return os.path.join(folder, f".{stem}{TEMP_MARK}{os.getpid() if pid is None else pid}{suffix}")
 
 
 def remove_quietly(path: str | os.PathLike) -> None:
@@ -154,3 +156,55 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts): a temp file of a live process is left alone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:  # not a pid at all
+        return False
+    return True
+
+
+# ---- space kept back for appends: a full disk must not stop a file from recording what is done
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+
+
+class _fallocate:
+    """libc's fallocate(2) where there is one (Linux); `usable` turns off on the first file system without it."""
+    function = None
+    usable = False
+    if sys.platform.startswith("linux"):
+        try:
+            function = ctypes.CDLL(None, use_errno=True).fallocate
+            function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            function.restype = ctypes.c_int
+            usable = True
+        except (OSError, AttributeError):
+            pass
+
+
+def reserve_space(fd: int, offset: int, length: int) -> bool:
+    """Allocate the file's blocks for [offset, offset + length) without changing its size (fallocate's
+    KEEP_SIZE), so appends there cannot fail with ENOSPC. False where the disk is full already or the
+    file system cannot (then appends simply take their chances)."""
+    if not _fallocate.usable or length <= 0:
+        return False
+    if _fallocate.function(fd, _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+        return True
+    if ctypes.get_errno() in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        _fallocate.usable = False
+    return False
+
+
+def release_space(fd: int, size: int) -> None:
+    """Give back what reserve_space kept beyond the file's end: truncating a file to its own size frees the
+    blocks past its end (ext4, xfs, tmpfs; punching a hole there is a no-op on ext4)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
