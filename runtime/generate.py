@@ -16,20 +16,27 @@ Layouts (picked by device; measured on a 2-core CPU, see benchmarks/bench_genera
   threads    CUDA: the main thread feeds the GPU; a pool of encoder threads (OpenCV and file writes
              release the GIL) writes the uint8 batches.
   inline     one process, no overlap: small jobs, or workers=1.
-In every layout at most a few batches per worker are in flight, so memory stays flat for any N.
+In every layout at most a few batches per worker are in flight, so memory stays flat for any N; what is
+on disk is looked up a block at a time (runtime/writer.py's OnDisk) and the manifest is rebuilt and
+appended a block at a time too (runtime/manifest.py), so nothing is sized by N.
+
+Faults (README, "Faults: what is guaranteed"; runtime/faults.py): SIGTERM and Ctrl-C stop cleanly (workers
+stop between files, every finished image is listed, one line); worker processes die with their parent
+however it dies; a worker that dies stops the run with one line; one run at a time writes a manifest.
 """
 from __future__ import annotations
 
 import contextlib
-import json
+import gc
 import os
 import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -40,14 +47,16 @@ import numpy as np
 
 from gancli.models import models_dir
 from gancli.runtime.errors import GenerateError
+from gancli.runtime.faults import FolderLock, StopSignals, die_with_parent, signal_name
 from gancli.runtime.files import sha256_file
 from gancli.runtime.labels import ClassesArg, ClassPlan, describe_classes, resolve_classes
 from gancli.runtime.latents import MAX_SEED, latents
+from gancli.runtime.manifest import HEADER_VERSION, Manifest, check_or_write_header
 from gancli.runtime.metadata import ModelMetadata
 from gancli.runtime.session import GeneratorSession, resolve_device
-from gancli.runtime.writer import (FILE_LAYOUTS, FORMATS, HEADER_NAME, LAYOUT_FLAT, NPZ_CHUNK, FileNames, FolderMaker,
-                                   Manifest, check_file_layout, existing_mask, file_present, remove_stale_temps,
-                                   write_bytes_atomic, write_grid, write_image_files, write_npz_chunk)
+from gancli.runtime.writer import (FILE_LAYOUTS, FORMATS, INDEX_DIGITS, LAYOUT_FLAT, MAX_IMAGES, NPZ_CHUNK, FileNames,
+                                   FolderMaker, OnDisk, check_file_layout, write_grid, write_image_files,
+                                   write_npz_chunk)
 
 MODELS_DIR = models_dir()
 DEFAULT_MODEL = "cats-dcgan"
@@ -65,6 +74,8 @@ GRID_IMAGES = 64
 # intra-op thread) and the children build their own sessions. Elsewhere fork is unsafe: spawn.
 WORKER_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 IN_FLIGHT_PER_WORKER = 2  # one batch being made, one queued: keeps workers busy, memory flat
+STOP_POLL_SECONDS = 0.1  # how often the parent, waiting for a batch, looks whether a stop signal came
+MANIFEST_RESERVE_MIN = 64 << 10  # bytes kept allocated beyond the manifest's end, at least
 # Batch per inference call (= per task for png/jpg). CPU DCGAN: a 1-thread session ran at the same
 # 400-430 images/s per core from batch 16 to 256 (CPU time, interleaved), so 64 keeps in-flight
 # memory and Ctrl-C latency small. CPU MLP: 256 for files (tasks small enough to balance 2 workers
@@ -146,37 +157,8 @@ def shard_range(n: int, shard: tuple[int, int], fmt: str) -> tuple[int, int]:
     return min(n, k * units // m * unit), min(n, (k + 1) * units // m * unit)
 
 
-# What a header written before a key existed means by its absence.
-HEADER_DEFAULTS = {"layout": LAYOUT_FLAT, "classes": None}
-
-
 def describe_selection(classes: list[str] | None) -> str:
     return "no classes (an unconditional model)" if classes is None else f"classes {describe_classes(classes)}"
-
-
-def check_or_write_header(out_dir: Path, header: dict) -> None:
-    """Refuse to mix sets: the folder's images must come from the same model file, seed, format, file
-    layout and class selection."""
-    path = out_dir / HEADER_NAME
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise GenerateError(f"{path} is unreadable ({e}); choose another --out folder") from e
-        for key in ("model_sha256", "seed", "format"):
-            if old.get(key) != header[key]:
-                raise GenerateError(f"{out_dir} holds images made with another {key.replace('_', ' ')} "
-                                    f"({old.get(key)} vs {header[key]}); use another --out, or the same settings to resume")
-        old_layout = old.get("layout", HEADER_DEFAULTS["layout"])
-        if old_layout != header["layout"]:
-            raise GenerateError(f"{out_dir} holds images in the {old_layout} layout, not {header['layout']}; "
-                                f"use another --out, or --layout {old_layout} to resume")
-        old_classes = old.get("classes", HEADER_DEFAULTS["classes"])
-        if old_classes != header["classes"]:
-            raise GenerateError(f"{out_dir} holds images of {describe_selection(old_classes)}, not "
-                                f"{describe_selection(header['classes'])}; use another --out, or the same --class to resume")
-        return
-    write_bytes_atomic(path, json.dumps(header, indent=2).encode())
 
 
 def make_out_dir(out_dir: Path) -> None:
@@ -190,30 +172,36 @@ def make_out_dir(out_dir: Path) -> None:
         raise GenerateError(f"--out folder {out_dir} is not writable; choose a writable place")
 
 
-def _missing_blocks(have: np.ndarray, start: int, block: int = 1 << 20) -> Iterator[np.ndarray]:
-    """Indices not on disk, a block of the range at a time (memory stays flat for any N)."""
-    for lo in range(0, len(have), block):
-        yield np.flatnonzero(~have[lo:lo + block]) + (start + lo)
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: `indices` to make (an npz chunk: all of it), of which `new` were not on disk
+    before (what the manifest gets once they are made)."""
+
+    indices: np.ndarray
+    new: np.ndarray
 
 
-def plan_tasks(start: int, stop: int, have: np.ndarray, fmt: str, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """(indices to make, how many of them are new) per task, lazily: batches of missing images, or
-    whole npz chunks (an incomplete chunk file is remade whole, with the same z for what it held)."""
+def plan_tasks(on_disk: OnDisk, fmt: str, batch_size: int) -> Iterator[Task]:
+    """Tasks in index order, lazily, one block of the range looked up at a time: batches of missing
+    images, or whole npz chunks (an incomplete chunk file is remade whole, with the same z for what it held)."""
     if fmt == "npz":
-        for first in range(start - start % NPZ_CHUNK, stop, NPZ_CHUNK):
-            lo, hi = max(first, start), min(first + NPZ_CHUNK, stop)
-            new = int(np.count_nonzero(~have[lo - start:hi - start]))
-            if new:
-                yield np.arange(lo, hi, dtype=np.int64), new
+        for lo, have in on_disk.blocks():
+            hi = lo + len(have)
+            for first in range(lo - lo % NPZ_CHUNK, hi, NPZ_CHUNK):
+                a, b = max(first, lo), min(first + NPZ_CHUNK, hi)
+                missing = np.flatnonzero(~have[a - lo:b - lo]) + a
+                if len(missing):
+                    yield Task(np.arange(a, b, dtype=np.int64), missing)
         return
     pending = np.empty(0, dtype=np.int64)
-    for missing in _missing_blocks(have, start):
-        pending = np.concatenate((pending, missing))
+    for lo, have in on_disk.blocks():
+        pending = np.concatenate((pending, np.flatnonzero(~have) + lo))
         while len(pending) >= batch_size:
-            yield pending[:batch_size].copy(), batch_size
+            batch = pending[:batch_size].copy()
+            yield Task(batch, batch)
             pending = pending[batch_size:]
     if len(pending):
-        yield pending, len(pending)
+        yield Task(pending, pending)
 
 
 @dataclass(frozen=True)
@@ -270,10 +258,14 @@ class BatchMaker:
 _process_maker: BatchMaker | None = None
 
 
-def _init_worker_process(job: Job, stop: threading.Event) -> None:
+def _init_worker_process(job: Job, stop: threading.Event, parent_pid: int) -> None:
     global _process_maker
     # Ctrl-C goes to the whole process group: the parent alone decides, and tells workers via `stop`
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM kills a worker (a forked one inherited the parent's stop handler): the parent sees a dead
+    # worker, or, when the whole group got it, stops itself and lists what the workers finished
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent_pid)
     cv2.setNumThreads(1)
     _process_maker = BatchMaker(job, GeneratorSession(job.model, device="cpu", threads=1), stop.is_set)
 
@@ -301,35 +293,56 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Fork with every object of this process collected or frozen: a forked worker that ran the garbage
+    collector on an object it inherited (an onnxruntime session of an earlier run, say) would destroy it in a
+    process without that object's threads, and onnxruntime then waits forever on a condition variable. So
+    garbage is collected here, where the threads live, and the rest is frozen out of the children's GC
+    (gc.freeze, the documented way to fork servers)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class Runner:
     """Submits tasks to one layout; each future resolves to the indices written."""
 
-    def __init__(self, layout: str, workers: int, job: Job, session: GeneratorSession):
+    def __init__(self, layout: str, workers: int, job: Job, session: GeneratorSession,
+                 stopping: Callable[[], bool] = lambda: False):
         self.layout = layout
         self.workers = workers
         # inline work is done at submit: a window would only delay the manifest
         self.max_in_flight = 1 if layout == "inline" else IN_FLIGHT_PER_WORKER * workers
         self._pool: ProcessPoolExecutor | ThreadPoolExecutor | None = None
+        self.processes: list = []  # the worker processes (multiprocessing.Process), once started
         if layout == "processes":
             context = get_context(WORKER_START_METHOD)
             self.stop = context.Event()
             self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker_process,
-                                             initargs=(job, self.stop))
+                                             initargs=(job, self.stop, os.getpid()))
             self._start_processes()
         else:
             self.stop = threading.Event()
             if layout == "threads":
                 cv2.setNumThreads(1)  # parallel across images, not inside one small image
                 self._pool = ThreadPoolExecutor(workers, thread_name_prefix="gancli-writer")
-        self.maker = BatchMaker(job, session, self.stop.is_set)
+        # in this process, a stop signal stops the batch being written between two files (no reference to
+        # self in it: a Runner in a reference cycle would keep its onnxruntime session alive until a GC)
+        stop = self.stop
+        self.maker = BatchMaker(job, session, lambda: stop.is_set() or stopping())
 
     def _start_processes(self) -> None:
         """Spawn every worker now, so their start-up (imports, session: ~0.5 s) overlaps the parent's
         checks, and inside sigint_ignored (a forking pool starts all at the first submit, a spawning
         one a worker per submit while none is idle)."""
-        with sigint_ignored():
+        with sigint_ignored(), frozen_heap():
             for _ in range(self.workers):
                 self._pool.submit(_worker_ready)
+        self.processes = list(getattr(self._pool, "_processes", {}).values())
 
     def submit(self, indices: np.ndarray) -> Future:
         if self.layout == "processes":
@@ -342,50 +355,138 @@ class Runner:
         return future
 
     def close(self) -> None:
+        """Stop taking work and wait for every worker to end (idempotent)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
 
-def run_tasks(runner: Runner, tasks: Iterable[tuple[np.ndarray, int]], total: int, manifest: Manifest,
-              on_progress: Callable[[int, int], None] | None) -> int:
-    """Make every task with a bounded window in flight; list each finished batch in the manifest.
+    def worker_died(self) -> tuple[str, str]:
+        """After a BrokenProcessPool and close(): (which worker died and of what, a hint or "")."""
+        codes = [(p.pid, p.exitcode) for p in self.processes]
+        # the pool sends SIGTERM to the others once one is gone: the first other death is the cause
+        pid, code = next(((pid, code) for pid, code in codes if code not in (None, 0, -signal.SIGTERM)),
+                         next(((pid, code) for pid, code in codes if code not in (None, 0)), (None, None)))
+        who = f"worker process {pid}" if pid is not None else "a worker process"
+        if code is None:
+            return f"{who} ended unexpectedly", ""
+        if code > 0:
+            return f"{who} exited with code {code}", ("" if WORKER_START_METHOD == "fork" else
+                                                      " (from a script, call generate() under `if __name__ == '__main__':`)")
+        if -code == signal.SIGKILL:
+            return f"{who} was killed by SIGKILL (out of memory, or killed from outside)", \
+                " (with a smaller --batch-size if memory ran out)"
+        return f"{who} was killed by {signal_name(-code)}", ""
 
-    On an error or Ctrl-C: tell workers to stop between files, list what they finished, re-raise.
+
+class Scheduler:
+    """Runs tasks with a bounded window in flight and lists each finished batch in the manifest, in the
+    order submitted, so the manifest lags the files on disk by at most the batches in flight.
+
+    On a stop signal, an error, a dead worker or an exception from on_progress: workers are told to stop
+    between files, the batches already handed out are waited for and listed; a batch whose outcome is
+    unknown (it failed halfway, or its worker died) is looked up on disk by `finish`, once the workers are
+    gone, so that after any stop the parent survives the manifest lists every complete image.
     """
-    made = 0
-    window: deque[tuple[Future, int]] = deque()
 
-    def settle_oldest() -> None:
-        nonlocal made
-        future, new = window[0]  # popped only once listed: an interrupt while waiting must not lose it
-        manifest.append(future.result())
+    def __init__(self, runner: Runner, manifest: Manifest, on_disk: OnDisk, signals: StopSignals,
+                 on_progress: Callable[[int, int], None] | None, total: int):
+        self.runner = runner
+        self.manifest = manifest
+        self.on_disk = on_disk
+        self.signals = signals
+        self.on_progress = on_progress
+        self.total = total
+        self.made = 0
+        self.lost: list[Task] = []  # outcome unknown: looked up on disk by finish()
+
+    def run(self, tasks: Iterator[Task]) -> int:
+        window: deque[tuple[Future, Task]] = deque()
+        if self.on_progress is not None:
+            self.on_progress(0, self.total)
+        try:
+            for task in tasks:
+                if self.signals:
+                    break
+                try:
+                    future = self.runner.submit(task.indices)
+                except BaseException:
+                    self.lost.append(task)  # an inline task that failed halfway wrote some files
+                    raise
+                window.append((future, task))
+                while len(window) >= self.runner.max_in_flight and not self.signals:
+                    self._settle_oldest(window)
+            while window and not self.signals:
+                self._settle_oldest(window)
+        except BrokenProcessPool:
+            self._drain(window)
+            self.runner.close()
+            what, hint = self.runner.worker_died()
+            raise GenerateError(f"{what}; the other workers were stopped and every finished image is kept and listed "
+                                f"in {self.manifest.path}; run the same command again to make the rest{hint}") from None
+        except BaseException:
+            self._drain(window)
+            raise
+        if self.signals:
+            self._drain(window)
+            raise self.signals.exception(f"every finished image is kept and listed in {self.manifest.path}; "
+                                         f"run the same command again to make the rest")
+        return self.made
+
+    def _settle_oldest(self, window: deque[tuple[Future, Task]]) -> None:
+        future, task = window[0]  # popped only once listed: a stop while waiting must not lose it
+        while not future.done():
+            wait_futures([future], timeout=STOP_POLL_SECONDS)
+            if self.signals:
+                return
+        written = future.result()  # the worker's error, if it failed
         window.popleft()
-        made += new
-        if on_progress is not None:
-            on_progress(made, total)
+        self._list(task, written)
+        if self.on_progress is not None:
+            self.on_progress(self.made, self.total)
 
-    if on_progress is not None:
-        on_progress(0, total)
-    try:
-        for indices, new in tasks:
-            window.append((runner.submit(indices), new))
-            while len(window) >= runner.max_in_flight:
-                settle_oldest()
+    def _list(self, task: Task, written: list[int]) -> None:
+        new = task.new if len(written) == len(task.indices) else np.intersect1d(task.new, written)
+        self.manifest.append(new)
+        self.made += len(new)
+
+    def _drain(self, window: deque[tuple[Future, Task]]) -> None:
+        """Stop the workers between files and list what the batches in flight wrote; the first error is
+        the one reported. A second Ctrl-C ends the waiting (finish() still looks on disk)."""
+        self.runner.stop.set()
+        for future, _ in window:
+            future.cancel()  # not started yet: nothing of it is on disk
         while window:
-            settle_oldest()
-    except BrokenProcessPool as e:
-        raise GenerateError("a worker process died (killed, out of memory, or generate() called from a script "
-                            "without `if __name__ == '__main__':`); what was written is kept, run again to resume") from e
-    except BaseException:
-        runner.stop.set()
-        for future, _ in window:
-            future.cancel()
-        for future, _ in window:
-            with contextlib.suppress(BaseException):  # the first error is the one to report
-                if not future.cancelled():
-                    manifest.append(future.result())  # lists each index once, even if listed already
-        raise
-    return made
+            future, task = window.popleft()
+            if future.cancelled():
+                continue
+            try:
+                written = future.result()
+            except Exception:  # noqa: BLE001 (it failed halfway, or its worker died: look on disk)
+                self.lost.append(task)
+                continue
+            except BaseException:
+                self.lost.append(task)
+                self.lost.extend(t for _, t in window)
+                window.clear()
+                raise
+            try:
+                self._list(task, written)
+            except Exception:  # noqa: BLE001 (the manifest cannot be written: the error already raised says why)
+                self.lost.append(task)
+
+    def finish(self) -> None:
+        """Once the workers are gone: list the images the lost tasks finished, and delete temp files their
+        dead workers left. Never raises: an error being reported is the one that matters."""
+        pids = self.runner.worker_pids()
+        for task in self.lost:
+            with contextlib.suppress(Exception):
+                self.on_disk.remove_temps_of(task.indices, pids)
+                found = self.on_disk.present(task.new)
+                self.manifest.append(found)
+                self.made += len(found)
+        self.lost.clear()
 
 
 def auto_batch_size(device: str, arch: str, fmt: str) -> int:
@@ -417,11 +518,20 @@ def choose_layout(layout: str, device: str, workers: int | None, n_tasks: int) -
     return layout, workers
 
 
+def check_count(n: int) -> None:
+    """-n: positive, and within what the file names can hold."""
+    if n <= 0:
+        raise GenerateError(f"-n must be a positive number of images, not {n}")
+    if n > MAX_IMAGES:
+        raise GenerateError(f"-n {n:,} is more images than one folder can name (at most {MAX_IMAGES:,}: indices "
+                            f"have {INDEX_DIGITS} digits); make several sets of at most {MAX_IMAGES:,} with different "
+                            f"--seed, each in its own --out folder")
+
+
 def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: str | tuple[int, int],
                     file_layout: str = LAYOUT_FLAT) -> tuple[int, int]:
     """Fail fast, before any model is loaded; returns the shard as (k, m)."""
-    if n <= 0:
-        raise GenerateError(f"-n must be a positive number of images, not {n}")
+    check_count(n)
     if fmt not in FORMATS:
         raise GenerateError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     check_file_layout(file_layout, fmt)
@@ -447,42 +557,57 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     "flat" (OUT/00000/000000042.png) or "imagefolder" (OUT/<class name>/000000042.png, conditional
     models only). layout and workers spread the work (see the module docstring).
     on_progress(made, total) is called after each batch; it may raise KeyboardInterrupt to stop.
+
+    Called in the main thread, it handles SIGTERM and Ctrl-C while it runs (where their handlers are the
+    default ones; they are put back when it returns): workers stop between files, every finished image
+    is listed in the manifest, then GenerateStopped (SIGTERM) or KeyboardInterrupt (Ctrl-C) is raised.
     """
     started = time.perf_counter()
     shard = check_arguments(n, fmt, batch_size, seed, shard, file_layout)
     device = resolve_device(device)
     model_path = resolve_model(model, precision)
-    # one intra-op thread: no thread pool exists when worker processes fork from this one
-    session = GeneratorSession(model_path, device=device, threads=1)
-    meta = session.metadata
-    check_precision(meta, precision, model_path)
-    plan = resolve_classes(meta, classes, model_path)
-    if file_layout != LAYOUT_FLAT and plan is None:
-        raise GenerateError(f"--layout {file_layout} makes one folder per class, but {model_path} is an unconditional "
-                            f"model (no classes); drop --layout, or use a class-conditional model")
-    names = FileNames(fmt, file_layout, plan)
-    out_dir = Path(out_dir)
-    make_out_dir(out_dir)
-    start, stop = shard_range(n, shard, fmt)
-    batch_size = batch_size or auto_batch_size(session.device, meta.arch, fmt)
-    most_tasks = -(-(stop - start) // (NPZ_CHUNK if fmt == "npz" else batch_size))
-    layout, workers = choose_layout(layout, session.device, workers, most_tasks)
-    if layout == "threads" and session.device == "cpu":
-        session = GeneratorSession(model_path, device="cpu", threads=0)  # the main thread infers on every core
-    runner = Runner(layout, workers, Job(model_path, out_dir, fmt, seed, batch_size, file_layout, plan), session)
-    try:
-        check_or_write_header(out_dir, generate_header(model_path, meta, seed, fmt, file_layout, plan))
-        remove_stale_temps(out_dir, start, stop, names)
-        have = existing_mask(out_dir, fmt, start, stop, names)
+    with StopSignals() as signals:
+        # one intra-op thread: no thread pool exists when worker processes fork from this one
+        session = GeneratorSession(model_path, device=device, threads=1)
+        meta = session.metadata
+        check_precision(meta, precision, model_path)
+        plan = resolve_classes(meta, classes, model_path)
+        if file_layout != LAYOUT_FLAT and plan is None:
+            raise GenerateError(f"--layout {file_layout} makes one folder per class, but {model_path} is an unconditional "
+                                f"model (no classes); drop --layout, or use a class-conditional model")
+        names = FileNames(fmt, file_layout, plan)
+        out_dir = Path(out_dir)
+        make_out_dir(out_dir)
+        start, stop = shard_range(n, shard, fmt)
+        batch_size = batch_size or auto_batch_size(session.device, meta.arch, fmt)
+        most_tasks = -(-(stop - start) // (NPZ_CHUNK if fmt == "npz" else batch_size))
+        layout, workers = choose_layout(layout, session.device, workers, most_tasks)
+        if layout == "threads" and session.device == "cpu":
+            session = GeneratorSession(model_path, device="cpu", threads=0)  # the main thread infers on every core
         k, m = shard
         manifest = Manifest(out_dir / ("manifest.jsonl" if m == 1 else f"manifest-{k}-of-{m}.jsonl"),
                             seed, fmt, start, stop, names)
-        manifest.rebuild(have, file_present(out_dir, fmt, names))
-        already = int(np.count_nonzero(have))
-        made = run_tasks(runner, plan_tasks(start, stop, have, fmt, batch_size), len(have) - already,
-                         manifest, on_progress)
-    finally:
-        runner.close()
+        signals.check()
+        with FolderLock(manifest.path):
+            runner = Runner(layout, workers, Job(model_path, out_dir, fmt, seed, batch_size, file_layout, plan), session,
+                            stopping=signals.__bool__)
+            scheduler = None
+            try:
+                check_or_write_header(out_dir, generate_header(model_path, meta, seed, fmt, file_layout, plan),
+                                      describe_selection)
+                on_disk = OnDisk(out_dir, names, start, stop)
+                signals.check()
+                already = manifest.rebuild(on_disk, signals.check)
+                task_images = NPZ_CHUNK if fmt == "npz" else batch_size
+                manifest.open(reserve=max(MANIFEST_RESERVE_MIN,
+                                          2 * runner.max_in_flight * task_images * manifest.line_bytes()))
+                scheduler = Scheduler(runner, manifest, on_disk, signals, on_progress, (stop - start) - already)
+                made = scheduler.run(plan_tasks(on_disk, fmt, batch_size))
+            finally:
+                runner.close()
+                if scheduler is not None:
+                    scheduler.finish()
+                manifest.close()
     if grid is not None:
         first = np.arange(start, min(stop, start + GRID_IMAGES))
         write_grid(Path(grid), make_images(session, seed, first, plan))
@@ -498,6 +623,7 @@ def generate_header(model_path: Path, meta: ModelMetadata, seed: int, fmt: str, 
     if plan is not None:
         note += " and label labels[i % len(labels)] (runtime/labels.py)"
     return {
+        "header_version": HEADER_VERSION,
         "model": str(model_path), "model_sha256": sha256_file(model_path), "seed": seed, "format": fmt,
         "layout": file_layout, "classes": plan.requested_names if plan is not None else None,
         "labels": list(plan.requested) if plan is not None else None,
@@ -517,7 +643,12 @@ def generate_array(model: str | Path, n: int, seed: int = 0, device: str = "auto
     meta = session.metadata
     check_precision(meta, precision, path)
     plan = resolve_classes(meta, classes, path)
-    images = np.empty((n, meta.img_size, meta.img_size, meta.channels), dtype=np.uint8)
+    try:
+        images = np.empty((n, meta.img_size, meta.img_size, meta.channels), dtype=np.uint8)
+    except MemoryError:
+        need = n * meta.img_size * meta.img_size * meta.channels / 2 ** 30
+        raise GenerateError(f"{n:,} images of {meta.img_size}x{meta.img_size}x{meta.channels} need {need:,.1f} GiB in "
+                            f"memory; ask for fewer, or write them to files with gancli.generate") from None
     for start in range(0, n, batch_size):
         indices = np.arange(start, min(start + batch_size, n))
         images[indices] = make_images(session, seed, indices, plan)

@@ -7,21 +7,33 @@ every listed file present. The files are where each manifest line says (flat or 
 layout alike); for a class-conditional model every line must carry the label that the folder's
 generate.json gives its index (labels[i % len(labels)]), so shards run with different --class
 cannot be merged into one set.
+
+In bounded memory for any N: a first pass streams each manifest, checks every line and notes where
+the index stops rising (a manifest is a few runs of rising indices: the rebuild at a run's start, then
+what that run appended); a second pass merges all those runs by index (heapq.merge over byte ranges
+read with pread), which finds a doubled or missing index in one walk and writes the merged manifest as
+it goes, atomically. Shards still being written (their lock is held) are refused.
 """
 from __future__ import annotations
 
-import json
+import functools
+import heapq
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.writer import HEADER_NAME, write_bytes_atomic
+from gancli.runtime.faults import FolderLock, shard_busy
+from gancli.runtime.manifest import parse_line, read_entries, read_header
+from gancli.runtime.writer import HEADER_NAME, MAX_IMAGES, atomic_file
 
 SHARD_MANIFEST = re.compile(r"^manifest-(\d+)-of-(\d+)\.jsonl$")
 MERGED_NAME = "manifest.jsonl"
+MAX_RUNS = 4096  # rising runs merged at once (each holds a READ_BLOCK buffer)
+READ_BLOCK = 1 << 14
+MAX_SEEDS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -35,9 +47,15 @@ class MergeResult:
 def shard_manifests(out_dir: Path) -> dict[int, Path]:
     """{K: path} of one M; several Ms in one folder would mix two different splits."""
     found: dict[int, dict[int, Path]] = {}
-    for path in out_dir.glob("manifest-*-of-*.jsonl"):
-        if match := SHARD_MANIFEST.match(path.name):
-            found.setdefault(int(match.group(2)), {})[int(match.group(1))] = path
+    try:
+        names = [entry.name for entry in os.scandir(out_dir) if entry.name.startswith("manifest-")]
+    except (FileNotFoundError, NotADirectoryError):
+        raise GenerateError(f"--out {out_dir} is not a folder; pass the folder the shards wrote to") from None
+    except OSError as e:
+        raise GenerateError(f"cannot read --out {out_dir} ({e.strerror or e})") from e
+    for name in names:
+        if match := SHARD_MANIFEST.match(name):
+            found.setdefault(int(match.group(2)), {})[int(match.group(1))] = out_dir / name
     if not found:
         raise GenerateError(f"{out_dir} holds no manifest-K-of-M.jsonl; run `gancli generate --shard K/M --out {out_dir}` first")
     if len(found) > 1:
@@ -51,48 +69,115 @@ def shard_manifests(out_dir: Path) -> dict[int, Path]:
 
 
 def header_labels(out_dir: Path) -> list[int] | None:
-    """The label cycle of the set in `out_dir` (generate.json's "labels"); None when unconditional or unknown."""
-    try:
-        labels = json.loads((out_dir / HEADER_NAME).read_text()).get("labels")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return labels if isinstance(labels, list) and labels and all(isinstance(x, int) for x in labels) else None
+    """The label cycle of the set in `out_dir` (generate.json's "labels"); None when unconditional or when
+    there is no generate.json (shards copied together without it). A damaged one is one GenerateError."""
+    header = read_header(out_dir)
+    return header.get("labels") if header is not None else None
+
+
+def _runs(path: Path, k: int, m: int, n: int, labels: list[int] | None, seeds: set[int]) -> list[tuple[int, int]]:
+    """Check every line of shard k's manifest; return the byte ranges of its rising runs of indices."""
+    out_dir = path.parent
+    rerun = f"rerun shard {k}/{m} (gancli generate --shard {k}/{m} with the shards' other settings) to rebuild it"
+    present = functools.lru_cache(maxsize=256)(lambda file: (out_dir / file).is_file())  # an npz holds 1,000
+    runs: list[tuple[int, int]] = []
+    run_start = end = None
+    previous = -1
+    for offset, number, raw, entry in read_entries(path, rerun):
+        index = entry.index
+        if index >= n:
+            raise GenerateError(f"{path.name} line {number} lists index {index}, outside -n {n}; pass the -n the shards ran with")
+        if not present(entry.file):
+            raise GenerateError(f"{path.name} lists {entry.file}, which is missing; rerun shard {k}/{m} to make it")
+        if labels is not None and entry.label != labels[index % len(labels)]:
+            raise GenerateError(f"{path.name} line {number} gives image {index} label {entry.label}, but "
+                                f"{HEADER_NAME} gives it {labels[index % len(labels)]}; the shards used different "
+                                f"--class: rerun shard {k}/{m} with the --class of the others")
+        if len(seeds) <= MAX_SEEDS_SHOWN:
+            seeds.add(entry.seed)
+        if run_start is None or index <= previous or offset != end:  # a new run: indices fell, or a line was skipped
+            if run_start is not None:
+                runs.append((run_start, end))
+            run_start = offset
+        previous = index
+        end = offset + len(raw) + 1
+    if run_start is not None:
+        runs.append((run_start, end))
+    return runs
+
+
+def _read_lines(fd: int, start: int, end: int) -> Iterator[bytes]:
+    """The lines (without newline) in bytes [start, end) of a file, READ_BLOCK at a time."""
+    rest = b""
+    while start < end:
+        block = os.pread(fd, min(READ_BLOCK, end - start), start)
+        if not block:
+            break
+        start += len(block)
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def _keyed(fd: int, start: int, end: int, k: int, path: Path) -> Iterator[tuple[int, int, bytes]]:
+    for raw in _read_lines(fd, start, end):
+        if (entry := parse_line(raw)) is None:
+            raise GenerateError(f"{path} changed while it was merged (a shard ran again?); merge again once no shard runs")
+        yield entry.index, k, raw
 
 
 def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
     """Check the shards of `out_dir` make images [0, n) exactly once; write the merged manifest atomically."""
     out_dir = Path(out_dir)
+    if not 0 < n <= MAX_IMAGES:
+        raise GenerateError(f"-n must be a number of images from 1 to {MAX_IMAGES:,}, not {n:,}")
     by_k = shard_manifests(out_dir)
-    labels = header_labels(out_dir)
-    owner = np.full(n, -1, dtype=np.int64)  # which shard listed each index
-    lines: list[str] = [""] * n
-    seeds: set[int] = set()
-    present: set[str] = set()
+    m = len(by_k)
     for k, path in sorted(by_k.items()):
-        for number, raw in enumerate(path.read_text().splitlines(), 1):
-            entry = json.loads(raw)
-            index = entry["index"]
-            if not 0 <= index < n:
-                raise GenerateError(f"{path.name} line {number} lists index {index}, outside -n {n}; pass the -n the shards ran with")
-            if owner[index] >= 0:
-                raise GenerateError(f"index {index} is listed by shard {owner[index]} and shard {k}; shards must be disjoint")
-            if entry["file"] not in present:  # npz files hold 1,000 images: stat each file once
-                if not (out_dir / entry["file"]).is_file():
-                    raise GenerateError(f"{path.name} lists {entry['file']}, which is missing; rerun shard {k}/{len(by_k)} to make it")
-                present.add(entry["file"])
-            if labels is not None and entry.get("label") != labels[index % len(labels)]:
-                raise GenerateError(f"{path.name} line {number} gives image {index} label {entry.get('label')}, but "
-                                    f"{HEADER_NAME} gives it {labels[index % len(labels)]}; the shards used different "
-                                    f"--class: rerun shard {k}/{len(by_k)} with the --class of the others")
-            owner[index] = k
-            seeds.add(entry["seed"])
-            lines[index] = raw + "\n"
-    missing = np.flatnonzero(owner < 0)
-    if missing.size:
-        raise GenerateError(f"{missing.size} of {n} images are in no shard's manifest (first: index {missing[0]}); "
+        if holder := shard_busy(path):
+            raise GenerateError(f"shard {k}/{m} is still being written by {holder}; wait for it to finish, then merge")
+    labels = header_labels(out_dir)
+    with FolderLock(out_dir / MERGED_NAME, "gancli merge"):
+        seeds: set[int] = set()
+        runs = {k: _runs(path, k, m, n, labels, seeds) for k, path in sorted(by_k.items())}
+        if sum(len(r) for r in runs.values()) > MAX_RUNS:
+            worst = max(runs, key=lambda k: len(runs[k]))
+            raise GenerateError(f"{by_k[worst].name} is in {len(runs[worst]):,} pieces out of index order, too many to "
+                                f"merge in bounded memory; rerun shard {worst}/{m}, which rewrites it in order")
+        if len(seeds) != 1:
+            shown = ", ".join(map(str, sorted(seeds)[:MAX_SEEDS_SHOWN])) + (", ..." if len(seeds) > MAX_SEEDS_SHOWN else "")
+            raise GenerateError(f"the shards used different seeds ({shown}); one set needs one --seed")
+        path = out_dir / MERGED_NAME
+        fds = {k: os.open(p, os.O_RDONLY) for k, p in by_k.items()}
+        try:
+            with atomic_file(path) as dst:
+                _walk(heapq.merge(*(_keyed(fds[k], a, b, k, by_k[k]) for k, pieces in runs.items() for a, b in pieces)), n, m, dst)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+    return MergeResult(path, n, m, seeds.pop())
+
+
+def _walk(merged: Iterator[tuple[int, int, bytes]], n: int, m: int, dst) -> None:  # noqa: ANN001 (a binary file)
+    """Every index once, in order: write the lines, or raise naming the doubled or the missing indices."""
+    expected, owner = 0, -1
+    missing, first_missing = 0, None
+    for index, k, raw in merged:
+        if index < expected:
+            raise GenerateError(f"index {index} is listed by shard {owner} and shard {k}"
+                                f"{' (twice)' if owner == k else ''}; shards must be disjoint: "
+                                f"rerun shard {k}/{m}, which rebuilds its manifest")
+        if index > expected:
+            missing += index - expected
+            first_missing = expected if first_missing is None else first_missing
+        elif not missing:
+            dst.write(raw + b"\n")
+        expected, owner = index + 1, k
+    if expected < n:
+        missing += n - expected
+        first_missing = expected if first_missing is None else first_missing
+    if missing:
+        raise GenerateError(f"{missing:,} of {n:,} images are in no shard's manifest (first: index {first_missing}); "
                             f"rerun the shards that own them, which makes only the missing images")
-    if len(seeds) != 1:
-        raise GenerateError(f"the shards used different seeds ({sorted(seeds)}); one set needs one --seed")
-    path = out_dir / MERGED_NAME
-    write_bytes_atomic(path, "".join(lines).encode())
-    return MergeResult(path, n, len(by_k), seeds.pop())

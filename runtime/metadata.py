@@ -29,6 +29,12 @@ OUTPUT_UINT8_NHWC = "uint8_nhwc"  # uint8 [B, H, W, C] in [0, 255]: bytes an enc
 OUTPUT_KINDS = (OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC)
 
 
+# what each field must be (class_names' items are made str on reading); sizes must also be positive
+FIELD_TYPES = {"latent_dim": int, "channels": int, "img_size": int, "output_kind": str, "dataset": str, "arch": str,
+               "precision": str, "gancli_version": str, "weights_sha256": str, "format_version": int}
+POSITIVE = ("latent_dim", "channels", "img_size", "format_version")
+
+
 class MetadataError(GenerateError):
     """A model file carries no gancli metadata, or metadata this version cannot read."""
 
@@ -79,17 +85,28 @@ class ModelMetadata:
     def from_json(cls, text: str, source: str = "model") -> "ModelMetadata":
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON {type(data).__name__}, not an object")
             data["value_range"] = tuple(data["value_range"])
             if "class_names" in data:
                 data["class_names"] = tuple(str(name) for name in data["class_names"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise MetadataError(f"{source}: gancli metadata is not valid JSON of the expected form ({e})") from e
-        if data.get("format_version", 0) > METADATA_FORMAT_VERSION:
+        if isinstance(data.get("format_version"), int) and data["format_version"] > METADATA_FORMAT_VERSION:
             raise MetadataError(f"{source}: metadata format {data['format_version']} is newer than this gancli reads; upgrade gancli")
         try:
             meta = cls(**data)
         except TypeError as e:
             raise MetadataError(f"{source}: gancli metadata has missing or unknown fields ({e}); re-export the model") from e
+        for name, kinds in FIELD_TYPES.items():
+            value = getattr(meta, name)
+            if not isinstance(value, kinds) or isinstance(value, bool) or (name in POSITIVE and value <= 0):
+                raise MetadataError(f"{source}: gancli metadata field {name!r} is {value!r}, not a valid value; "
+                                    f"re-export the model")
+        if len(meta.value_range) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  for v in meta.value_range):
+            raise MetadataError(f"{source}: gancli metadata field 'value_range' is {list(meta.value_range)!r}, not two "
+                                f"numbers; re-export the model")
         if meta.output_kind not in OUTPUT_KINDS:
             raise MetadataError(f"{source}: unknown output kind {meta.output_kind!r}; re-export the model")
         if len(set(meta.class_names)) != len(meta.class_names) or not all(meta.class_names):

@@ -179,8 +179,23 @@ class GeneratorSession:
 
     def run_raw(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The graph's own output for z [B, latent_dim] float32 (and labels int64 [B] when conditional):
-        float NCHW or uint8 NHWC, per metadata."""
+        float NCHW or uint8 NHWC, per metadata. A graph that fails to run, or whose output does not have
+        the shape its metadata promises, is one GenerateError."""
         feeds = self.feeds(z, labels)
+        try:
+            out = self._run(feeds)
+        except ORT_LOAD_ERRORS as e:
+            raise GenerateError(f"{self.path} loads but fails to run in onnxruntime {ort.__version__} "
+                                f"({load_error_reason(e)}); re-export it with `gancli export`") from e
+        meta = self.metadata
+        expected = ((len(z), meta.img_size, meta.img_size, meta.channels) if meta.output_kind == OUTPUT_UINT8_NHWC
+                    else (len(z), meta.channels, meta.img_size, meta.img_size))
+        if out.shape != expected:
+            raise GenerateError(f"{self.path} makes images of shape {list(out.shape[1:])}, but its metadata says "
+                                f"{list(expected[1:])} ({meta.output_kind}); re-export it with `gancli export`")
+        return out
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         if self._io_binding is None:
             return self.session.run([OUTPUT_NAME], feeds)[0]
         binding = self._io_binding

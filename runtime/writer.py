@@ -1,4 +1,4 @@
-"""Where images go and how: file layout, encoding, atomic writes, the manifest.
+"""Where images go and how: file layout, encoding, atomic writes, and what is on disk already.
 
 File layouts, fixed by the index (and, for a class-conditional model, its label, itself a function of
 the index: runtime/labels.py), never by N, the batch size or the shard, so every run, resume and shard
@@ -9,7 +9,8 @@ of one set agrees on names:
              arrays `images` uint8 [n, H, W, C], `indices` int64 [n] and, when conditional, `labels` int64 [n]
   imagefolder (conditional models, png/jpg)
              OUT/<class name>/000000042.png   torchvision.datasets.ImageFolder's layout: one folder per class
-The manifest lists every image's file, and for a conditional model its label and class name.
+The manifest (runtime/manifest.py) lists every image's file, and for a conditional model its label and
+class name. `OnDisk` finds the images already there, a bounded block of indices at a time.
 Every file appears under its final name only once complete: an unnamed O_TMPFILE linked into place
 where the file system supports it, else a dot-prefixed temp name beside it, then renamed (atomic on
 POSIX), so a reader, a resume or a Ctrl-C never sees half a file (runtime/files.py; here its OSErrors
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import json
 import os
 import re
@@ -45,9 +45,11 @@ LAYOUT_FLAT = "flat"
 LAYOUT_IMAGEFOLDER = "imagefolder"
 FILE_LAYOUTS = (LAYOUT_FLAT, LAYOUT_IMAGEFOLDER)
 SCAN_CHUNK = 10_000  # names held in memory at once while scanning a folder
+SCAN_BLOCK = 100_000  # indices looked up on disk at once (ten flat folders): memory stays flat for any N
+MAX_IMAGES = 10 ** 9  # names have 9 digits (000000000 to 999999999) and flat folders 5 (00000 to 99999)
 _IMAGE_NAME = re.compile(r"^(\d{9})\.(png|jpg|npz)$")
 # runtime.files' temp names, `.000000042.tmp-PID.png`, and the `.000000042.png.tmp-PID` of earlier versions
-_TEMP_NAME = re.compile(r"^\.(\d{9})(?:\.tmp-\d+\.(png|jpg|npz)|\.(png|jpg|npz)\.tmp-\d+)$")
+_TEMP_NAME = re.compile(r"^\.(\d{9})(?:\.tmp-(\d+)\.(png|jpg|npz)|\.(png|jpg|npz)\.tmp-(\d+))$")
 # OpenCV's default PNG settings were the fastest measured (2.5k/s vs 1.3k/s at level 1, 64x64 RGB)
 _ENCODE_PARAMS = {"png": [], "jpg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]}
 
@@ -228,17 +230,64 @@ def write_npz_chunk(folders: FolderMaker, indices: np.ndarray, images: np.ndarra
     return indices.tolist()
 
 
-def npz_indices(path: Path) -> np.ndarray | None:
-    """The indices a chunk file holds, or None when it is unreadable (then it is simply made again)."""
+def npz_indices(path: str | Path, first: int | None = None) -> np.ndarray | None:
+    """The indices a chunk file holds, or None when it is not a whole chunk of ours (truncated by a crash,
+    empty, another program's, or holding other indices than its name says): then it is simply made again.
+
+    Reads the `indices` array and only the header of `images`, not the images."""
     try:
-        with np.load(path) as data:
-            return data["indices"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        with np.load(path, allow_pickle=False) as data:
+            indices = data["indices"]
+            with data.zip.open("images.npy") as f:
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(f)]
+                shape, _, dtype = read_header(f)
+    except Exception:  # noqa: BLE001 (zipfile, numpy and OSError fail in many ways on a damaged file; any means "redo")
         return None
+    first = chunk_start(int(indices.flat[0])) if first is None and indices.size else first
+    if (indices.ndim != 1 or not 0 < len(indices) <= NPZ_CHUNK or indices.dtype.kind not in "iu"
+            or dtype != np.uint8 or len(shape) != 4 or shape[0] != len(indices)
+            or not np.array_equal(indices, np.arange(first, first + len(indices)))):
+        return None
+    return indices.astype(np.int64)
 
 
-def _folders_for(start: int, stop: int) -> range:
-    return range(start // FILES_PER_FOLDER, (stop - 1) // FILES_PER_FOLDER + 1)
+class IndexSet:
+    """A set of image indices as a sparse bitmap: one bit per index, in pages of 2**20 allocated where
+    an index falls (128 KB each), so it costs 1 bit per image present, never one per image asked for."""
+
+    PAGE_BITS = 1 << 20
+
+    def __init__(self) -> None:
+        self._pages: dict[int, np.ndarray] = {}
+
+    def add(self, indices: np.ndarray) -> None:
+        indices = np.asarray(indices, dtype=np.int64)
+        for page in np.unique(indices // self.PAGE_BITS).tolist():
+            bits = self._pages.setdefault(page, np.zeros(self.PAGE_BITS // 8, dtype=np.uint8))
+            offsets = indices[indices // self.PAGE_BITS == page] % self.PAGE_BITS
+            np.bitwise_or.at(bits, offsets >> 3, (1 << (offsets & 7)).astype(np.uint8))
+
+    def add_one(self, index: int) -> bool:
+        """Add `index`; False when it was there already."""
+        page, offset = divmod(index, self.PAGE_BITS)
+        bits = self._pages.setdefault(page, np.zeros(self.PAGE_BITS // 8, dtype=np.uint8))
+        byte, bit = offset >> 3, 1 << (offset & 7)
+        if bits[byte] & bit:
+            return False
+        bits[byte] |= bit
+        return True
+
+    def mask(self, lo: int, hi: int) -> np.ndarray:
+        """bool [hi - lo]: which of lo..hi-1 are in the set."""
+        out = np.zeros(hi - lo, dtype=bool)
+        for page in range(lo // self.PAGE_BITS, (hi - 1) // self.PAGE_BITS + 1 if hi > lo else 0):
+            if (bits := self._pages.get(page)) is None:
+                continue
+            base = page * self.PAGE_BITS
+            a, b = max(lo, base), min(hi, base + self.PAGE_BITS)
+            out[a - lo:b - lo] = np.unpackbits(bits, bitorder="little")[a - base:b - base].astype(bool)
+        return out
 
 
 def _entries(folder: Path) -> Iterator[list[os.DirEntry]]:
@@ -253,33 +302,8 @@ def _entries(folder: Path) -> Iterator[list[os.DirEntry]]:
                     chunk = []
             if chunk:
                 yield chunk
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
-
-
-def existing_mask(out_dir: Path, fmt: str, start: int, stop: int, names: FileNames | None = None) -> np.ndarray:
-    """have[i - start] is True when image i in [start, stop) is on disk (complete: files appear only by rename),
-    in its own folder of the file layout `names` (default: flat).
-
-    A bool array rather than a set, so memory stays small for any N (10 MB for 10 M images).
-    """
-    names = names or FileNames(fmt)
-    have = np.zeros(stop - start, dtype=bool)
-    for folder, label in names.folders(start, stop):
-        for entries in _entries(out_dir / folder):
-            found: list[int] = []  # one chunk of names at a time
-            for entry in entries:
-                match = _IMAGE_NAME.match(entry.name)
-                if not match or match.group(2) != fmt:
-                    continue
-                if fmt != "npz":
-                    found.append(int(match.group(1)))
-                elif (held := npz_indices(Path(entry.path))) is not None:
-                    found.extend(held.tolist())
-            indices = np.asarray(found, dtype=np.int64)
-            indices = names.keep(indices[(indices >= start) & (indices < stop)], label)
-            have[indices - start] = True
-    return have
 
 
 def _span(first: int, fmt: str) -> tuple[int, int]:
@@ -287,128 +311,101 @@ def _span(first: int, fmt: str) -> tuple[int, int]:
     return (first, first + NPZ_CHUNK) if fmt == "npz" else (first, first + 1)
 
 
-def remove_stale_temps(out_dir: Path, start: int, stop: int, names: FileNames | None = None) -> int:
-    """Delete temp files a killed run left for indices in [start, stop); other shards' are left alone."""
-    removed = 0
-    for folder, _label in (names or FileNames("png")).folders(start, stop):
-        for entries in _entries(out_dir / folder):
-            for entry in entries:
-                match = _TEMP_NAME.match(entry.name)
-                if not match:
-                    continue
-                lo, hi = _span(int(match.group(1)), match.group(2) or match.group(3))
-                if lo < stop and hi > start:
-                    Path(entry.path).unlink(missing_ok=True)
-                    removed += 1
-    return removed
+class OnDisk:
+    """Which images of [start, stop) are on disk, a block of SCAN_BLOCK indices at a time, so memory stays
+    flat for any N: a flat layout's block is ten 10,000-file folders, listed when the block is asked for
+    (a missing folder costs one failed open). An imagefolder class folder holds every index of its class,
+    so class folders are listed once, at the start, into an IndexSet (1 bit per image found).
 
-
-def _manifest_index(raw: str) -> int | None:
-    try:
-        return int(json.loads(raw)["index"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None  # a line cut off by a kill
-
-
-class Manifest:
-    """JSON lines {"index", "seed", "file"[, "item"][, "label", "class"]}: which file holds which image, made
-    from which seed (and, for a class-conditional model, with which label: its index and class name).
-
-    The files on disk are the truth. At the start of every run the manifest is rebuilt, streaming,
-    from what is there: lines of deleted files, duplicates and a line cut off by a kill are dropped,
-    files a killed run never listed are added; the result replaces the old file atomically. Then each
-    finished batch is appended with one write, so an interrupt leaves whole lines only. Which of this
-    run's indices are listed is a bool array, so memory stays flat for any N.
+    Files appear only complete (runtime/files.py), so a name found is a whole image; an npz chunk counts
+    for the indices it holds when it reads back whole (else it is made again). Temp files of processes
+    that are gone (a killed run's) are deleted on the way, for indices in [start, stop) only: other
+    shards' and live processes' are left alone.
     """
 
-    def __init__(self, path: Path, seed: int, fmt: str, start: int, stop: int, names: FileNames | None = None):
-        self.path = path
-        self.seed = seed
-        self.fmt = fmt
-        self.start = start
-        self.names = names or FileNames(fmt)
-        self.listed = np.zeros(stop - start, dtype=bool)
-        classes = self.names.classes
-        # what ends the line of an image of each label
-        self._tails = [f', "label": {label}, "class": {json.dumps(name)}}}\n'
-                       for label, name in enumerate(classes.names)] if classes else []
+    def __init__(self, out_dir: Path, names: FileNames, start: int, stop: int):
+        self.out_dir = out_dir
+        self.names = names
+        self.start, self.stop = start, stop
+        self._found: IndexSet | None = None
+        if names.layout != LAYOUT_FLAT:
+            self._found = IndexSet()
+            for folder, label in names.folders(start, stop):
+                for found in self._scan(out_dir / folder, start, stop):
+                    self._found.add(names.keep(found, label))
 
-    def lines(self, indices: Iterable[int]) -> str:
-        """The JSON lines of some images, formatted directly: json.dumps per line cost 3 µs, 4x this,
-        and the parent process writes up to 100k lines a second for the MLP."""
-        seed, fmt = self.seed, self.fmt
-        if self.names.classes is not None:
-            return self._labelled_lines(list(indices))
-        if fmt == "npz":
-            return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{relpath_for(i, fmt)}", "item": {i % NPZ_CHUNK}}}\n'
-                           for i in indices)
-        return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{relpath_for(i, fmt)}"}}\n' for i in indices)
+    def blocks(self, block: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(lo, have) per block, in index order: have[k] tells whether image lo + k is on disk."""
+        block = block or SCAN_BLOCK
+        lo = self.start
+        while lo < self.stop:
+            hi = min(self.stop, (lo // block + 1) * block)
+            yield lo, self.mask(lo, hi)
+            lo = hi
 
-    def _labelled_lines(self, indices: list[int]) -> str:
-        seed, names, tails = self.seed, self.names, self._tails
-        labels = names.classes.labels(indices).tolist()
-        if self.fmt == "npz":
-            return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{relpath_for(i, "npz")}", '
-                           f'"item": {i % NPZ_CHUNK}{tails[label]}' for i, label in zip(indices, labels))
-        return "".join(f'{{"index": {i}, "seed": {seed}, "file": "{names.json_relpath(i, label)}"{tails[label]}'
-                       for i, label in zip(indices, labels))
+    def mask(self, lo: int, hi: int) -> np.ndarray:
+        if self._found is not None:
+            return self._found.mask(lo, hi)
+        have = np.zeros(hi - lo, dtype=bool)
+        for k in range(lo // FILES_PER_FOLDER, (hi - 1) // FILES_PER_FOLDER + 1):
+            for found in self._scan(self.out_dir / f"{k:05d}", lo, hi):
+                have[found - lo] = True
+        return have
 
-    def rebuild(self, have: np.ndarray, on_disk: Callable[[int], bool]) -> None:
-        """List exactly: the images `have` marks in this run's range, plus earlier lines outside the
-        range (a larger earlier run) whose file `on_disk` still finds."""
-        self.listed[:] = False
-        outside: set[int] = set()
-        with atomic_file(self.path) as dst:
-            for raw in self._old_lines():
-                index = _manifest_index(raw)
-                if index is None:
+    def _scan(self, folder: Path, lo: int, hi: int) -> Iterator[np.ndarray]:
+        """Indices in [lo, hi) of the complete images in `folder`, SCAN_CHUNK names at a time."""
+        fmt = self.names.fmt
+        for entries in _entries(folder):
+            found: list[int] = []
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    self._remove_dead_temp(entry)
                     continue
-                k = index - self.start
-                if 0 <= k < len(have):
-                    if not have[k] or self.listed[k]:
-                        continue
-                    self.listed[k] = True
-                elif index in outside or not on_disk(index):
+                match = _IMAGE_NAME.match(name)
+                if not match or match.group(2) != fmt:
                     continue
-                else:
-                    outside.add(index)
-                dst.write(f"{raw.rstrip()}\n".encode())
-            for missing in np.array_split(np.flatnonzero(have & ~self.listed) + self.start, max(1, len(have) // 100_000)):
-                dst.write(self.lines(missing.tolist()).encode())
-        self.listed |= have
+                first = int(match.group(1))
+                if fmt != "npz":
+                    found.append(first)
+                elif first < hi and first + NPZ_CHUNK > lo and (held := npz_indices(entry.path, first)) is not None:
+                    found.extend(held.tolist())
+            indices = np.asarray(found, dtype=np.int64)
+            yield indices[(indices >= lo) & (indices < hi)]
 
-    def _old_lines(self) -> Iterator[str]:
-        try:
-            with open(self.path) as f:
-                yield from f
-        except FileNotFoundError:
+    def _remove_dead_temp(self, entry: os.DirEntry) -> None:
+        match = _TEMP_NAME.match(entry.name)
+        if not match:
             return
+        lo, hi = _span(int(match.group(1)), match.group(3) or match.group(4))
+        if lo < self.stop and hi > self.start and not files.process_alive(int(match.group(2) or match.group(5))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
-    def append(self, indices: Iterable[int]) -> None:
+    def present(self, indices: np.ndarray) -> np.ndarray:
+        """Of some indices (one task's, after it failed or was stopped), those whose files are complete now:
+        one stat each (for npz, one read of the chunk's indices)."""
         indices = np.asarray(indices, dtype=np.int64)
-        new = indices[~self.listed[indices - self.start]].tolist()
-        if not new:
+        if self.names.fmt == "npz":
+            held = {first: npz_indices(self.out_dir / relpath_for(first, "npz"), first)
+                    for first in np.unique(indices - indices % NPZ_CHUNK).tolist()}
+            return np.asarray([i for i in indices.tolist() if (h := held[i - i % NPZ_CHUNK]) is not None
+                               and h[0] <= i <= h[-1]], dtype=np.int64)
+        relpaths = self.names.relpaths(indices)
+        return np.asarray([i for i, rel in zip(indices.tolist(), relpaths) if os.path.isfile(self.out_dir / rel)],
+                          dtype=np.int64)
+
+    def remove_temps_of(self, indices: np.ndarray, pids: Iterable[int]) -> None:
+        """Delete the temp files processes `pids` (dead workers) may have left for these indices."""
+        pids = list(pids)
+        if not pids:
             return
-        data = self.lines(new).encode()
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)  # one call: an interrupt lands before or after it, never inside a line
-            finally:
-                os.close(fd)
-        except OSError as e:
-            raise write_error(self.path, e) from e
-        self.listed[np.asarray(new) - self.start] = True
-
-
-def file_present(out_dir: Path, fmt: str, names: FileNames | None = None) -> Callable[[int], bool]:
-    """For Manifest.rebuild: whether image `index` still has its file (npz: its chunk file)."""
-    names = names or FileNames(fmt)
-
-    @functools.lru_cache(maxsize=64)
-    def exists(relpath: str) -> bool:
-        return (out_dir / relpath).is_file()
-    return lambda index: exists(names.relpath(index))
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.names.fmt == "npz":
+            indices = np.unique(indices - indices % NPZ_CHUNK)
+        for relpath in self.names.relpaths(indices):
+            for pid in pids:
+                files.remove_quietly(files.temp_path(self.out_dir / relpath, pid))
 
 
 def write_grid(path: Path, images: np.ndarray, nrow: int = 8, padding: int = 2) -> None:
