@@ -107,3 +107,34 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert fc.cache_dir() == tmp_path / "xdg" / "gancli"
     monkeypatch.setenv(fc.CACHE_ENV, str(tmp_path / "mine"))
     assert fc.cache_dir() == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut off", "not a zip", "another program's npz", "another format's key",
+                                    "pickled arrays", "a folder"])
+def test_a_damaged_or_foreign_entry_is_computed_again_never_a_traceback(cache, damage):
+    """Whatever lies at an entry's path (a crash mid-write cannot leave half a file, the writes are atomic, but
+    a disk error, another program or an older/newer gancli can): it is ignored, computed again and rewritten."""
+    extract = CountingExtract()
+    fc.feature_stats(extract, images(3), "net:v1")
+    (entry,) = (cache / fc.CACHE_SUBDIR).glob("*.npz")
+    whole = entry.read_bytes()
+    if damage == "a folder":
+        entry.unlink()
+        entry.mkdir()
+    else:
+        with open(entry, "wb") as f:
+            if damage == "cut off":
+                f.write(whole[:len(whole) // 2])
+            elif damage == "not a zip":
+                f.write(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+            elif damage == "another program's npz":
+                np.savez(f, weights=np.ones(3))
+            elif damage == "another format's key":
+                key = fc.cache_key("net:v1", images(3)).replace(f"v{fc.FORMAT}|", f"v{fc.FORMAT + 1}|", 1)
+                np.savez(f, key=np.array(key), n=np.array(40), mean=np.zeros(3), cov=np.eye(3), kid_features=np.zeros((2, 3)))
+            elif damage == "pickled arrays":
+                np.savez(f, key=np.array([object()], dtype=object))
+    stats, hit = fc.feature_stats(extract, images(3), "net:v1")
+    assert not hit and extract.calls == 2 and stats.n == 40
+    if damage != "a folder":  # a folder in the way only costs the reuse
+        assert fc.feature_stats(extract, images(3), "net:v1")[1] and extract.calls == 2
