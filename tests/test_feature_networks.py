@@ -65,3 +65,11 @@ def test_named_but_missing_inception_weights_is_one_clear_error(tmp_path, monkey
     with pytest.raises(EvalError, match=r"\$GANCLI_INCEPTION_WEIGHTS names .* does not exist") as e:
         fn.feature_networks("mnist", None)
     assert "\n" not in str(e.value)
+
+
+def test_no_inception_keeps_only_the_mnist_classifier():
+    networks, notes = fn.feature_networks("mnist", inception=False)
+    assert [n.name for n in networks] == ["mnist-classifier"]
+    assert any("--no-inception" in note for note in notes)
+    networks, notes = fn.feature_networks("cats", inception=False)
+    assert networks == [] and notes
