@@ -243,7 +243,7 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_completes_the_s
 
 # ---- the Python API ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layout", ["inline", "processes"])
+@pytest.mark.parametrize("layout", ["inline", "processes", "threads"])  # threads: the CUDA layout, here on the CPU
 def test_api_sigterm_stops_cleanly_and_puts_the_handlers_back(tmp_path, dcgan, layout):
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("this test process already handles SIGTERM")
