@@ -70,5 +70,6 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
     n_test = round(HELD_OUT_FRACTION * len(images))
     test, reference = images[np.sort(order[:n_test])], images[np.sort(order[n_test:])]
     return RealData(dataset, reference, test, images, False,
-                    f"{folder}: {len(reference)} images as reference; a seeded {HELD_OUT_FRACTION:.0%} "
+                    f"{'cats' if dataset == 'cats' else folder}: {len(reference)} images as reference; "
+                    f"a seeded {HELD_OUT_FRACTION:.0%} "
                     f"({len(test)}) held out as the real sample")

@@ -5,7 +5,8 @@
 # its `gancli eval` scores (fp32 and int8). No optimizer state, and no path of this machine: the
 # config's output and data folders are reset, and eval runs inside the model folder.
 # Usage: scripts/ship_models.sh RUNS_DIR [NAME ...]   (default: every run found; data from
-# $GANCLI_DATA_ROOT or gancli's default data root)
+# $GANCLI_DATA_ROOT or gancli's default data root; $EVAL_ARGS is passed to gancli eval, e.g.
+# EVAL_ARGS=--no-inception where Inception on 70,000 MNIST images would take hours of CPU)
 set -euo pipefail
 runs=$(cd "${1:?usage: scripts/ship_models.sh RUNS_DIR [NAME ...]}" && pwd)
 shift
@@ -33,8 +34,8 @@ PY
   gancli export "$dest.new" --format onnx --int8 --out "$dest.new"
   dataset=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['dataset'])" "$dest.new/generator.json")
   (cd "$dest.new" &&
-   gancli eval generator-uint8.onnx --dataset "$dataset" --out eval.json &&
-   gancli eval generator-int8-uint8.onnx --dataset "$dataset" --out eval-int8.json)
+   gancli eval generator-uint8.onnx --dataset "$dataset" ${EVAL_ARGS:-} --out eval.json &&
+   gancli eval generator-int8-uint8.onnx --dataset "$dataset" ${EVAL_ARGS:-} --out eval-int8.json)
   rm -rf "$dest" && mv "$dest.new" "$dest"
   echo "shipped $name from $run"
 done
