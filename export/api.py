@@ -27,7 +27,7 @@ from gancli.export.parity import ParityReport, ParityResult, check_parity
 from gancli.export.torchscript import export_torchscript
 from gancli.export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
 from gancli.gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
-from gancli.runtime.files import write_text_atomic
+from gancli.runtime.files import process_alive, write_text_atomic
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
 
 FORMATS = ("onnx", "torchscript", "all")
@@ -131,16 +131,6 @@ def remove_dead_staging_dirs(out_dir: Path) -> None:
         match = pattern.match(entry.name)
         if match and entry.is_dir() and not process_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ import copy
 import csv
 import io
 import math
-import os
 import pickle
 import re
 import signal
@@ -57,6 +56,7 @@ from gancli.gan.distributed import (DistInfo, broadcast_object, cpu_threads, des
                                    sum_across_ranks, sync_buffers, weights_digest)
 from gancli.gan.errors import ArtifactError, ConfigError, GanError, RunWriteError, TrainingDiverged, TrainingStopped
 from gancli.gan.io import atomic_path, write_text_atomic
+from gancli.runtime.files import process_alive
 from gancli.gan.networks import build_models
 from gancli.gan.quality import QualityJudge, make_judge
 
@@ -201,16 +201,6 @@ def remove_dead_temps(run_dir: Path) -> None:
             match = re.search(r"\.tmp-(\d+)", path.name)
             if match and TEMP_NAME.match(path.name) and path.is_file() and not process_alive(int(match.group(1))):
                 path.unlink(missing_ok=True)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def signal_name(signum: int) -> str:

@@ -23,7 +23,6 @@ import errno
 import json
 import os
 import re
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -120,7 +119,7 @@ class FileNames:
     def folders(self, start: int, stop: int) -> list[tuple[str, int | None]]:
         """(subfolder, the class it holds or None) of every subfolder that may hold images of [start, stop)."""
         if self.layout == LAYOUT_FLAT:
-            return [(f"{k:05d}", None) for k in _folders_for(start, stop)]
+            return [(f"{k:05d}", None) for k in range(start // FILES_PER_FOLDER, (stop - 1) // FILES_PER_FOLDER + 1)]
         cycle = len(self.classes.requested)
         hit = self.classes.labels(np.arange(start, stop)).tolist() if stop - start < cycle else self.classes.requested
         return [(self.classes.names[label], label) for label in sorted(set(hit))]
