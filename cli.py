@@ -421,7 +421,7 @@ def evaluate(
                                              show_default="~/.cache/gancli/data", rich_help_panel=REAL_DATA,
                                              help="Folder holding mnist/ and cats/."),
     inception_weights: Optional[Path] = typer.Option(
-        None, metavar="FILE", envvar="GANCLI_INCEPTION_WEIGHTS", show_default="none: the standard network",
+        None, metavar="FILE", envvar="GANCLI_INCEPTION_WEIGHTS", show_default=False,
         rich_help_panel=REAL_DATA,
         help="pytorch-fid's Inception weights: use its network (FID, KID and IS) instead of the default one."),
     no_inception: bool = typer.Option(False, "--no-inception", rich_help_panel=REAL_DATA,

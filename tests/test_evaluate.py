@@ -67,7 +67,8 @@ def mnist_model(tmp_path_factory):
 
 def test_evaluate_model_scores_a_model_file_and_names_it(mnist_model, data_root):
     lines = []
-    result = evaluate_model(mnist_model, "mnist", 200, data_root=data_root, device="cpu", log=lines.append)
+    result = evaluate_model(mnist_model, "mnist", 200, data_root=data_root, device="cpu", log=lines.append,
+                            inception=False)  # Inception over 60,000 MNIST images is hours of CPU
     rows = {(r["metric"], r["feature_network"]): r for r in result["scores"]}
     fcd = rows[("FCD", "mnist-classifier")]
     assert fcd["generated"]["value"] > 10 * fcd["real_test"]["value"]

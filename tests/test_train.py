@@ -29,7 +29,7 @@ RUN_FILES = ["config.json", "log.txt", "metrics.csv", "loss.png", "checkpoint.pt
 
 
 def tiny(dataset, data_root, tmp_path, **overrides):
-    defaults = dict(data_root=str(data_root), n_epochs=1, limit=256, batch_size=64, width=8,
+    defaults = dict(data_root=str(data_root), n_epochs=1, limit=256, batch_size=64, width=8, eval_images=20,
                     sample_interval=2, out_dir=str(tmp_path / "runs"), device="cpu")
     return resolve_config(dataset, **{**defaults, **overrides})
 
