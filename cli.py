@@ -458,9 +458,12 @@ def print_eval(result: dict) -> None:
     for column in ("metric", "feature network", "generated", "floor: real test", "ceiling: untrained G"):
         table.add_column(column, justify="right" if column[0] in "gfc" else "left")
     for row in result["scores"]:
+        # FID and KID depend on n: every value names the n it was computed on, and the reference's
         cells = [f"{row[k]['value']:.4g}" + (f" ± {row[k]['std']:.2g}" if row[k].get("std") is not None else "")
+                 + (f" (n={row[k]['n']:,})" if row[k].get("n") else "")
                  for k in ("generated", "real_test", "untrained_generator")]
-        table.add_row(row["metric"], row["feature_network"], *cells)
+        network = row["feature_network"] + (f" (ref. n={row['reference_n']:,})" if row.get("reference_n") else "")
+        table.add_row(row["metric"], network, *cells)
     if result["scores"]:
         console.print(table)
     if result["class_shares"] is not None:

@@ -67,3 +67,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_feature_cache(tmp_path_factory):
+    """Feature statistics the tests compute go to a folder of the test session, not the user's cache."""
+    import os
+
+    old = os.environ.get("GANCLI_CACHE_DIR")
+    os.environ["GANCLI_CACHE_DIR"] = str(tmp_path_factory.mktemp("gancli-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GANCLI_CACHE_DIR", None)
+    else:
+        os.environ["GANCLI_CACHE_DIR"] = old
