@@ -81,7 +81,7 @@ def make_judge(data: ImageData, image_shape: tuple[int, int, int], device: torch
         return mnist_judge(data, device)
     from gancli.gan.inception import inception_judge
 
-    judge = inception_judge(data, device)
+    judge = inception_judge(data, device, log)
     if judge is None:
         log("quality: no Inception network available, so no score is tracked; every epoch's EMA generator is kept")
     return judge
