@@ -17,6 +17,7 @@ from gancli.runtime.metadata import INPUT_NAME, LABEL_NAME, METADATA_KEY, OUTPUT
 DEFAULT_OPSET = 20
 # The torch.export-based exporter implements opset 18 and up; below that it silently keeps 18.
 MIN_OPSET = 18
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
 def export_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, output_kind: str = OUTPUT_FLOAT_NCHW,
@@ -48,9 +49,20 @@ def onnx_model(G: nn.Module, spec: GeneratorSpec, output_kind: str, fp16: bool, 
         warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used", category=UserWarning)
         program = torch.onnx.export(
             wrapper, inputs, input_names=names, output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamo=True, dynamic_shapes={name: {0: batch} for name in names}, verbose=False,
+            opset_version=opset, dynamic_shapes={name: {0: batch} for name in names}, dynamo=True, verbose=False,
         )
-    return program.model_proto
+    return without_stack_traces(program.model_proto)
+
+
+def without_stack_traces(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the exporter's per-node Python stack traces: they name source files of the machine that
+    exported (a shipped model carries no path of it) and nothing that runs the graph reads them."""
+    nodes = [*model.graph.node, *(node for function in model.functions for node in function.node)]
+    for node in nodes:
+        kept = [prop for prop in node.metadata_props if prop.key != STACK_TRACE_KEY]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return model
 
 
 def check_opset(opset: int) -> None:

@@ -50,3 +50,11 @@ def test_int8_graph_keeps_the_image_quality(name):
     assert abs(value["int8", "FCD"] - value["fp32", "FCD"]) <= max(0.05 * value["fp32", "FCD"], 0.15)
     for fp32_share, int8_share in zip(fp32["class_shares"]["generated"], int8["class_shares"]["generated"]):
         assert abs(int8_share - fp32_share) <= 0.005
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_files_name_no_path_of_the_machine_that_made_them(name):
+    for path in (MODELS_DIR / name).iterdir():
+        if path.is_file() and path.suffix in (".onnx", ".json"):
+            data = path.read_bytes()
+            assert not any(root in data for root in (b"/work/", b"/root/", b"/home/", b"/tmp/")), path
