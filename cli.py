@@ -445,7 +445,7 @@ def evaluate(
                                  log=lambda line: err_console.print(line, style="dim", highlight=False))
         print_eval(result)
         if out is not None:
-            from gancli.gan.io import write_text_atomic
+            from gancli.runtime.files import write_text_atomic
 
             write_text_atomic(out, json.dumps(result, indent=2))
             console.print(f"results written to {out}", highlight=False)

@@ -35,7 +35,7 @@ from rich.progress import wrap_file
 
 from gancli.gan.config import TrainConfig
 from gancli.gan.errors import DataError
-from gancli.gan.io import atomic_path
+from gancli.runtime.files import atomic_path
 
 # (url, git blob id) of each part of the public cat faces set; the blob id is what
 # `git hash-object FILE` prints, so anyone can check a download against the repository.

@@ -55,8 +55,7 @@ from gancli.gan.distributed import (DistInfo, broadcast_object, cpu_threads, des
                                    init_process_group, launched_by_torchrun, max_across_ranks, select_device,
                                    sum_across_ranks, sync_buffers, weights_digest)
 from gancli.gan.errors import ArtifactError, ConfigError, GanError, RunWriteError, TrainingDiverged, TrainingStopped
-from gancli.gan.io import atomic_path, write_text_atomic
-from gancli.runtime.files import process_alive
+from gancli.runtime.files import atomic_path, process_alive, write_text_atomic
 from gancli.gan.networks import build_models
 from gancli.gan.quality import QualityJudge, make_judge
 
