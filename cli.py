@@ -70,9 +70,10 @@ app = typer.Typer(
 
 
 @contextlib.contextmanager
-def terminal_edge() -> Iterator[None]:
+def terminal_edge(on_interrupt: str = "run the same command again to resume") -> Iterator[None]:
     """Expected failures print one red line naming the problem and the fix, then exit 1; each distinct
-    warning prints once as one yellow line (no source line: users did not write it)."""
+    warning prints once as one yellow line (no source line: users did not write it); Ctrl-C prints
+    `on_interrupt`, what to do next, and exits 130."""
     shown: set[str] = set()
 
     def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -89,7 +90,7 @@ def terminal_edge() -> Iterator[None]:
             err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted:[/yellow] stopped cleanly; run the same command again to resume")
+            err_console.print(f"[yellow]interrupted:[/yellow] {on_interrupt}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
 
@@ -164,6 +165,8 @@ def train(
                                       help="Batch norm in D after every conv but the first (dcgan; classic has it)."),
     no_d_batch_norm: bool = typer.Option(False, "--no-d-batch-norm", rich_help_panel=MODEL,
                                          help="No batch norm in D, whatever the recipe."),
+    d_depth: Optional[int] = typer.Option(None, metavar="N", show_default="recipe's", rich_help_panel=MODEL,
+                                          help="dcgan: D's convolutions per resolution (1: DCGAN; 2: SNGAN's D)."),
     g_dropout: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=MODEL,
                                               help="Dropout after each hidden G block while training (0: off)."),
     recipe: Optional[str] = typer.Option(None, metavar="NAME", show_default="sngan; cats: sngan-diffaugment",
@@ -231,7 +234,8 @@ def train(
     weights in generator.safetensors + generator.json. Files are written atomically once per epoch,
     so an interrupted run keeps its last epoch and `--resume` continues from it.
     """
-    with terminal_edge():
+    with terminal_edge(on_interrupt="stopped at once, without saving this step; continue from the run's last "
+                                    "checkpoint with `gancli train --resume RUN_DIR`"):
         from gancli.gan.config import resolve_config
         from gancli.gan.train import load_run_config, train as run_training
 
@@ -243,9 +247,10 @@ def train(
                 img_size=img_size, channels=channels, conditional=conditional, n_epochs=n_epochs,
                 batch_size=batch_size, loss=loss, lr_g=lr_g, lr_d=lr_d, b1=b1, b2=b2, latent_dim=latent_dim,
                 width=width, spectral_norm=not no_spectral_norm,
-                d_batch_norm=True if d_batch_norm else False if no_d_batch_norm else None, g_dropout=g_dropout,
+                d_batch_norm=True if d_batch_norm else False if no_d_batch_norm else None, d_depth=d_depth,
+                g_dropout=g_dropout,
                 real_label=real_label, diffaugment=diffaugment, r1_gamma=r1_gamma, class_loss=class_loss,
-                mode_seeking=mode_seeking,                ema_decay=ema_decay,
+                mode_seeking=mode_seeking, ema_decay=ema_decay,
                 eval_every=eval_every, eval_images=eval_images, val_fraction=val_fraction,
                 sample_interval=sample_interval, limit=limit, seed=seed, device=device, threads=threads,
                 amp=not no_amp, out_dir=str(out_dir),

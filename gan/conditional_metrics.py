@@ -6,7 +6,7 @@
   images of class c and of the real MNIST train images of class c; the mean over classes and each class. Its
   floor is the same distance for the real MNIST test images of class c.
 - classification accuracy score (CAS; Ravuri & Vinyals, 2019): a fresh classifier of the same architecture and
-  recipe as the shipped one (scripts/train_classifier.py: AdamW, one-cycle, batch 128, seeded), trained only on
+  recipe as the shipped one (gan/classifier.train_classifier: AdamW, one-cycle, batch 128, seeded), trained only on
   the generated labelled images, tested on real MNIST test. Its reference is the same recipe trained on as many
   real MNIST train images (a seeded sample), so the gap between the two is what the generator costs.
 
@@ -15,29 +15,23 @@ through its class names, which must be "0" to "9").
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gancli.gan.classifier import (FEATURE_NETWORK_NAME, ClassifierSpec, MNISTClassifier, build_classifier,
-                                   check_mnist_images, classifier_outputs, to_classifier_input)
+from gancli.gan.classifier import (FEATURE_NETWORK_NAME, ClassifierSpec, MNISTClassifier, check_mnist_images,
+                                   classifier_outputs, train_classifier)
 from gancli.gan.errors import EvalError
 from gancli.gan.metrics import frechet_distance
 from gancli.gan.scoring import Log
 
 DIGITS = [str(digit) for digit in range(10)]
-# CAS recipe: the shipped classifier's (scripts/train_classifier.py) on fewer images, kept fast on a CPU:
-# 10,000 images x 5 epochs is about 20 s of one CPU thread per classifier
+# CAS recipe: the shipped classifier's (gancli.gan.classifier.train_classifier) on fewer images, kept fast on a
+# CPU: 10,000 images x 5 epochs is about 20 s of one CPU thread per classifier
 CAS_TRAIN_IMAGES = 10_000
 CAS_EPOCHS = 5
-CAS_BATCH_SIZE = 128
-CAS_LR = 2e-3
-CAS_WEIGHT_DECAY = 1e-4
-CAS_WARMUP = 0.15
 MIN_PER_CLASS = 2  # a Fréchet distance needs two images of the class to fit a covariance
 
 
@@ -75,38 +69,6 @@ def per_class_fd(features: np.ndarray, labels: np.ndarray, reference: np.ndarray
         per_class.append(frechet_distance(mine, theirs) if min(len(mine), len(theirs)) >= MIN_PER_CLASS else None)
     scored = [d for d in per_class if d is not None]
     return {"mean": float(np.mean(scored)) if scored else None, "per_class": per_class}
-
-
-def train_classifier(spec: ClassifierSpec, images: np.ndarray, labels: np.ndarray, epochs: int = CAS_EPOCHS,
-                     batch_size: int = CAS_BATCH_SIZE, lr: float = CAS_LR, seed: int = 0,
-                     device: str | torch.device = "cpu") -> MNISTClassifier:
-    """A fresh MNISTClassifier trained on (images, labels) with the shipped classifier's recipe, seeded: the same
-    data and seed give the same weights (on the CPU). The caller's global torch RNG is left as it was."""
-    check_mnist_images(images, "training images")
-    if len(images) < 2:
-        raise EvalError(f"{len(images)} images are too few to train a classifier on; pass more")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_classifier(spec).to(device)
-        x_all = to_classifier_input(images, spec, device)
-        y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
-        steps = epochs * math.ceil(len(x_all) / batch_size)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=CAS_WEIGHT_DECAY)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=CAS_WARMUP)
-        order_gen = torch.Generator().manual_seed(seed)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(x_all), generator=order_gen).to(device)
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                if len(idx) < 2:  # batch norm cannot train on one image
-                    continue
-                loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-    return model.eval()
 
 
 def accuracy(model: MNISTClassifier, spec: ClassifierSpec, test: LabelledImages) -> float:

@@ -37,6 +37,7 @@ class TrainConfig:
     width: int = 64  # dcgan: channels of the widest-resolution layer; mlp ignores it
     spectral_norm: bool = True  # spectral norm on every D layer (Miyato et al., 2018)
     d_batch_norm: bool = False  # batch norm in D after every conv but the first (DCGAN; dcgan only)
+    d_depth: int = 1  # dcgan D: convolutions per resolution (1 = DCGAN; 2 adds a 3x3 conv, as SNGAN's D)
     g_dropout: float = 0.0  # dropout after each hidden G block while training; off at eval/export
     # --- optimisation (the default is the "sngan" recipe; see RECIPES) ---
     recipe: str = "sngan"  # the named recipe these values started from; flags may have changed some
@@ -175,7 +176,7 @@ def validate_config(cfg: TrainConfig) -> None:
     for name in ("lr_g", "lr_d"):
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-    for name in ("n_epochs", "batch_size", "latent_dim", "width", "sample_interval"):
+    for name in ("n_epochs", "batch_size", "latent_dim", "width", "d_depth", "sample_interval"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 <= cfg.val_fraction < 1.0:

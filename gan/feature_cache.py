@@ -114,9 +114,19 @@ def load_entry(path: Path, key: str) -> FeatureStats | None:
             if str(z["key"]) != key:
                 return None
             probs = z["probs"] if "probs" in z.files else None
-            return FeatureStats(int(z["n"]), z["mean"], z["cov"], z["kid_features"], probs)
+            stats = FeatureStats(int(z["n"]), z["mean"], z["cov"], z["kid_features"], probs)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
+    return stats if consistent(stats) else None
+
+
+def consistent(stats: FeatureStats) -> bool:
+    """Whether the arrays fit together (an entry edited or damaged inside a valid zip would fail later, far away)."""
+    d = stats.mean.shape[0] if stats.mean.ndim == 1 else -1
+    return (stats.n >= 2 and stats.cov.shape == (d, d) and stats.kid_features.ndim == 2
+            and stats.kid_features.shape[1] == d and 2 <= len(stats.kid_features) <= stats.n
+            and (stats.probs is None or (stats.probs.ndim == 2 and len(stats.probs) == stats.n))
+            and bool(np.isfinite(stats.mean).all() and np.isfinite(stats.cov).all()))
 
 
 def save_entry(path: Path, key: str, stats: FeatureStats) -> None:

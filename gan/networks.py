@@ -161,19 +161,31 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Strided convolutions + LeakyReLU 0.2, one logit; BN after every conv but the first when
     `batch_norm` (DCGAN), none when not (SNGAN: spectral norm alone keeps D Lipschitz, and a D
-    without BN judges each image on its own, so real and fake can share one forward pass)."""
+    without BN judges each image on its own, so real and fake can share one forward pass).
+
+    `depth` convolutions per resolution: 1 is the DCGAN paper's D; each extra one is a 3x3 stride-1
+    conv after the downsampling one, as in SNGAN's "standard CNN" D. Spectral norm caps each layer's
+    gain, so a 2-layer SN D at 28x28 is too weak to tell digits apart and G learns slowly."""
 
     def __init__(self, channels: int, img_size: int, width: int = 64, spectral_norm: bool = True,
-                 batch_norm: bool = True, num_classes: int = 0):
+                 batch_norm: bool = True, num_classes: int = 0, depth: int = 1):
         super().__init__()
         start, widths = dcgan_plan(img_size, width)
         widths = widths[::-1]  # narrowest first: D mirrors G
-        layers: list[nn.Module] = [_sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), spectral_norm),
-                                   nn.LeakyReLU(0.2, inplace=True)]
+
+        def block(c_in: int, c_out: int, first: bool) -> list[nn.Module]:
+            convs = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)]
+            convs += [nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False) for _ in range(depth - 1)]
+            layers: list[nn.Module] = []
+            for conv in convs:
+                layers.append(_sn(conv, spectral_norm))
+                layers += [nn.BatchNorm2d(c_out)] if batch_norm and not first else []
+                layers.append(nn.LeakyReLU(0.2, inplace=True))
+            return layers
+
+        layers = block(channels, widths[0], first=True)
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [_sn(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), spectral_norm)]
-            layers += [nn.BatchNorm2d(c_out)] if batch_norm else []
-            layers += [nn.LeakyReLU(0.2, inplace=True)]
+            layers += block(c_in, c_out, first=False)
         self.features = nn.Sequential(*layers)
         # state size: widths[-1] x start x start -> 1 x 1 x 1
         self.out = _sn(nn.Conv2d(widths[-1], 1, start, 1, 0, bias=False), spectral_norm)
@@ -209,7 +221,8 @@ def build_generator(arch: str, latent_dim: int, channels: int, img_size: int, wi
 def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> nn.Module:
     if cfg.arch == "mlp":
         return MLPDiscriminator(cfg.channels, cfg.img_size, cfg.spectral_norm, num_classes)
-    return DCGANDiscriminator(cfg.channels, cfg.img_size, cfg.width, cfg.spectral_norm, cfg.d_batch_norm, num_classes)
+    return DCGANDiscriminator(cfg.channels, cfg.img_size, cfg.width, cfg.spectral_norm, cfg.d_batch_norm, num_classes,
+                              cfg.d_depth)
 
 
 def build_models(cfg: TrainConfig, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:

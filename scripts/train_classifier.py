@@ -8,16 +8,12 @@ with the test accuracy on the 10,000 MNIST test images and the training time in 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gancli.gan.classifier import (CLASSIFIER_DIR, ClassifierSpec, MNISTClassifier, build_classifier,
-                                   classifier_outputs, save_classifier, to_classifier_input)
+from gancli.gan.classifier import CLASSIFIER_DIR, ClassifierSpec, classifier_outputs, save_classifier, train_classifier
 from gancli.gan.data import resolve_data_root
 from gancli.gan.real_data import load_mnist_nhwc
 
@@ -36,43 +32,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def train_epochs(model: MNISTClassifier, spec: ClassifierSpec, images: np.ndarray, labels: np.ndarray,
-                 epochs: int, batch_size: int, lr: float, seed: int) -> None:
-    # normalise once: the whole train set is 60,000 x 784 floats (~190 MB), cheaper than per batch
-    x_all = to_classifier_input(images, spec)
-    y_all = torch.from_numpy(labels)
-    steps = epochs * math.ceil(len(x_all) / batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    order_gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(x_all), generator=order_gen)
-        t0, total = time.perf_counter(), 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1}/{epochs}: loss {total / len(x_all):.4f} ({time.perf_counter() - t0:.0f} s)")
-    model.eval()
-
-
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     root = resolve_data_root(str(args.data_root) if args.data_root is not None else None)
     train_images, train_labels = load_mnist_nhwc(root, train=True, download=False)
     test_images, test_labels = load_mnist_nhwc(root, train=False, download=False)
 
     spec = ClassifierSpec()
-    model = build_classifier(spec)
     t0 = time.perf_counter()
-    train_epochs(model, spec, train_images, train_labels, args.epochs, args.batch_size, args.lr, args.seed)
+    model = train_classifier(spec, train_images, train_labels, args.epochs, args.batch_size, args.lr, args.seed)
     seconds = time.perf_counter() - t0
 
     _, probs = classifier_outputs(model, spec, test_images)

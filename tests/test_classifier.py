@@ -132,3 +132,16 @@ def test_a_damaged_classifier_is_one_line_naming_the_file(tmp_path, name, damage
     message = str(error.value)
     assert "\n" not in message and f"{tmp_path / name} {expected}" in message
     assert ("upgrade gancli" if "newer" in expected else "scripts/train_classifier.py") in message
+
+
+def test_train_classifier_is_seeded_and_leaves_the_global_rng_alone(mnist_test):
+    images, labels = mnist_test[0][:300], mnist_test[1][:300]
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    spec = classifier.ClassifierSpec()
+    models = [classifier.train_classifier(spec, images, labels, epochs=1, seed=5) for _ in range(2)]
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values()):
+        assert torch.equal(a, b)
+    other = classifier.train_classifier(spec, images, labels, epochs=1, seed=6)
+    assert not torch.equal(next(iter(other.parameters())), next(iter(models[0].parameters())))

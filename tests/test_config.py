@@ -73,3 +73,10 @@ def test_a_float_option_takes_a_whole_number(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"dataset": "mnist", "lr_g": 1, "val_fraction": 0}))
     assert TrainConfig.load(path).lr_g == 1
+
+
+@pytest.mark.parametrize("option,value,named", [("d_depth", 0, "--d-depth"), ("width", 0, "--width"),
+                                                ("loss", "wgan", "--loss"), ("diffaugment", "rotate", "--diffaugment")])
+def test_a_bad_option_is_one_line_naming_it(option, value, named):
+    with pytest.raises(ConfigError, match=named):
+        resolve_config("mnist", **{option: value})

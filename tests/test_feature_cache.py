@@ -110,7 +110,7 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut off", "not a zip", "another program's npz", "another format's key",
-                                    "pickled arrays", "a folder"])
+                                    "pickled arrays", "a folder", "shapes that do not fit", "not finite"])
 def test_a_damaged_or_foreign_entry_is_computed_again_never_a_traceback(cache, damage):
     """Whatever lies at an entry's path (a crash mid-write cannot leave half a file, the writes are atomic, but
     a disk error, another program or an older/newer gancli can): it is ignored, computed again and rewritten."""
@@ -134,6 +134,11 @@ def test_a_damaged_or_foreign_entry_is_computed_again_never_a_traceback(cache, d
                 np.savez(f, key=np.array(key), n=np.array(40), mean=np.zeros(3), cov=np.eye(3), kid_features=np.zeros((2, 3)))
             elif damage == "pickled arrays":
                 np.savez(f, key=np.array([object()], dtype=object))
+            elif damage in ("shapes that do not fit", "not finite"):  # the right key, arrays a later FD cannot use
+                key = fc.cache_key("net:v1", images(3))
+                d = len(CountingExtract()(images(3))[0][0])
+                mean, cov = np.zeros(d), (np.eye(d + 1) if damage == "shapes that do not fit" else np.full((d, d), np.nan))
+                np.savez(f, key=np.array(key), n=np.array(40), mean=mean, cov=cov, kid_features=np.zeros((40, d)))
     stats, hit = fc.feature_stats(extract, images(3), "net:v1")
     assert not hit and extract.calls == 2 and stats.n == 40
     if damage != "a folder":  # a folder in the way only costs the reuse

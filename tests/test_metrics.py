@@ -8,7 +8,6 @@ from scipy import linalg
 from scipy.spatial.distance import cdist
 
 from gancli.gan import metrics
-from gancli.gan.errors import EvalError
 
 
 def correlated_features(rng: np.random.Generator, n: int, d: int, mixing: np.ndarray) -> np.ndarray:
