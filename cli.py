@@ -218,7 +218,7 @@ def train(
                                         help="Batches between sample grids (each epoch end writes one too)."),
     resume: Optional[Path] = typer.Option(
         None, metavar="RUN_DIR", show_default="start a new run",
-        help="Continue this run from its last checkpoint, with its own config (only --n-epochs and --device apply)."),
+        help="Continue this run from its last checkpoint, with its own config (only --n-epochs, --device and --threads apply)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit."),
 ) -> None:
     """Train a generator on MNIST, the cat faces or a folder of images.
@@ -240,7 +240,7 @@ def train(
         from gancli.gan.train import load_run_config, train as run_training
 
         if resume is not None:
-            cfg = load_run_config(resume, n_epochs=n_epochs, device=device)
+            cfg = load_run_config(resume, n_epochs=n_epochs, device=device, threads=threads)
         else:
             cfg = resolve_config(
                 dataset, recipe=recipe, data_root=str(data_root) if data_root else None, arch=arch,

@@ -61,7 +61,7 @@ class TrainConfig:
     # --- run ---
     device: str = "auto"  # "auto" (cuda when present), "cuda", "cpu"
     threads: int | None = None  # CPU threads; None: the cores this process may use that are idle at start
-    amp: bool = True  # mixed precision on CUDA; ignored on the CPU
+    amp: bool = True  # mixed precision (float16) on CUDA; the CPU trains in float32 (see train.amp_dtype)
     sample_interval: int = 400  # batches between sample grids (each epoch end writes one too)
     out_dir: str = "runs"
 

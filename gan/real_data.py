@@ -2,7 +2,9 @@
 
 - MNIST: the 60,000 train images are the reference (and what a generator may have memorised); the
   10,000 test images, which no generator learnt from, are the real sample of the floor.
-- Folders (cats, PATH): a seeded 20 % is held out as the real sample; the other 80 % is the reference.
+- Folders (cats, PATH): every image is the reference (the whole training set, as FID is usually reported, e.g. by
+  stylegan2-ada); a seeded 20 % of them is the real sample of the floor. No image of a folder is unseen by its
+  generator, so that floor is a real subset against the set it belongs to: lower than a held-out sample would give.
 
 Images are read, resized and cropped by gan.data exactly as training reads them.
 """
@@ -17,7 +19,7 @@ import torch
 from gancli.gan import data
 from gancli.gan.errors import DataError, EvalError
 
-HELD_OUT_FRACTION = 0.2  # folders: share of images held out as the real sample for the floor
+REAL_SAMPLE_FRACTION = 0.2  # folders: share of the images drawn as the real sample of the floor
 MNIST_SHAPE = (28, 28, 1)
 
 
@@ -66,10 +68,8 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
     images = nhwc(data.decode_folder(folder, height, channels, limit=None)[0])
     if len(images) < 10:
         raise DataError(f"{folder} holds {len(images)} usable images; eval needs at least 10")
-    order = np.random.default_rng(seed).permutation(len(images))
-    n_test = round(HELD_OUT_FRACTION * len(images))
-    test, reference = images[np.sort(order[:n_test])], images[np.sort(order[n_test:])]
-    return RealData(dataset, reference, test, images, False,
-                    f"{'cats' if dataset == 'cats' else folder}: {len(reference)} images as reference; "
-                    f"a seeded {HELD_OUT_FRACTION:.0%} "
-                    f"({len(test)}) held out as the real sample")
+    n_sample = round(REAL_SAMPLE_FRACTION * len(images))
+    sample = images[np.sort(np.random.default_rng(seed).permutation(len(images))[:n_sample])]
+    return RealData(dataset, images, sample, images, False,
+                    f"{'cats' if dataset == 'cats' else folder}: all {len(images)} images as reference; a seeded "
+                    f"{REAL_SAMPLE_FRACTION:.0%} of them ({len(sample)}) as the real sample")

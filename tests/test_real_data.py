@@ -22,18 +22,19 @@ def test_mnist_real_data_is_train_as_reference_and_test_as_held_out(data_root):
     assert real.test.shape == (10_000, 28, 28, 1) and real.test_is_held_out
 
 
-def test_folder_data_sets_split_into_reference_and_held_out_images(data_root, tmp_path):
+def test_folder_data_sets_are_the_whole_set_as_reference_and_a_seeded_fifth_as_real_sample(data_root, tmp_path):
     faces = sorted((data_root / "cats" / "faces").glob("*.jpg"))[:20]
     folder = tmp_path / "cats" / "one-class"
     folder.mkdir(parents=True)
     for path in faces:
         shutil.copy(path, folder / path.name)
     real = load_real_data(str(tmp_path / "cats"), data_root, (32, 32, 1))
-    assert real.reference.shape == (16, 32, 32, 1) and real.test.shape == (4, 32, 32, 1)
-    assert real.training.shape == (20, 32, 32, 1) and not real.test_is_held_out
+    assert real.reference.shape == real.training.shape == (20, 32, 32, 1) and real.test.shape == (4, 32, 32, 1)
+    assert not real.test_is_held_out
     flat = lambda x: {im.tobytes() for im in x}  # noqa: E731
-    assert not flat(real.reference) & flat(real.test)
-    assert flat(real.reference) | flat(real.test) == flat(real.training)
+    assert flat(real.test) < flat(real.reference) == flat(real.training)
+    again = load_real_data(str(tmp_path / "cats"), data_root, (32, 32, 1))
+    assert np.array_equal(again.test, real.test)
 
 
 def test_mnist_real_data_needs_mnist_shaped_images(data_root):

@@ -434,3 +434,9 @@ def test_a_really_full_disk_stops_with_one_line_and_keeps_the_checkpoint(finishe
     filler.unlink()
     result = resume_cli(run_dir)
     assert result.exit_code == 0, result.output
+
+
+def test_mixed_precision_is_fp16_on_cuda_only():
+    assert train_module.amp_dtype(True, torch.device("cuda")) == torch.float16
+    assert train_module.amp_dtype(False, torch.device("cuda")) is None
+    assert train_module.amp_dtype(True, torch.device("cpu")) is None  # bf16 measured worse (see amp_dtype)
