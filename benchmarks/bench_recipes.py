@@ -23,6 +23,7 @@ from gancli.gan.train import train
 CANDIDATES = {
     "classic": ("classic", {}),
     "sngan": ("sngan", {}),
+    "sngan, D depth 1 (DCGAN's D)": ("sngan", {"d_depth": 1}),
     "sngan + TTUR 1e-4/4e-4": ("sngan", {"lr_g": 1e-4, "lr_d": 4e-4}),
     "sngan + Adam (0.5, 0.999)": ("sngan", {"b1": 0.5, "b2": 0.999}),
     "sngan + batch 128": ("sngan", {"batch_size": 128}),

@@ -116,11 +116,14 @@ class TrainConfig:
 # table compares them at equal compute (benchmarks/bench_recipes.py).
 RECIPES: dict[str, dict[str, Any]] = {
     # the seed projects: BCE, spectral norm and batch norm in D, dropout in G, label smoothing 0.9
-    "classic": {"loss": "bce", "spectral_norm": True, "d_batch_norm": True, "g_dropout": 0.1, "real_label": 0.9,
-                "lr_g": 2e-4, "lr_d": 2e-4, "b1": 0.5, "b2": 0.999, "batch_size": 128, "diffaugment": ""},
-    # SNGAN (Miyato et al., 2018): hinge loss, spectral norm without batch norm in D, Adam beta1 0
-    "sngan": {"loss": "hinge", "spectral_norm": True, "d_batch_norm": False, "g_dropout": 0.0, "real_label": 1.0,
-              "lr_g": 2e-4, "lr_d": 2e-4, "b1": 0.0, "b2": 0.9, "batch_size": 64, "diffaugment": ""},
+    "classic": {"loss": "bce", "spectral_norm": True, "d_batch_norm": True, "d_depth": 1, "g_dropout": 0.1,
+                "real_label": 0.9, "lr_g": 2e-4, "lr_d": 2e-4, "b1": 0.5, "b2": 0.999, "batch_size": 128,
+                "diffaugment": ""},
+    # SNGAN (Miyato et al., 2018): hinge loss, spectral norm without batch norm in D, a 3x3 conv after each
+    # strided one (its "standard CNN" D), Adam beta1 0
+    "sngan": {"loss": "hinge", "spectral_norm": True, "d_batch_norm": False, "d_depth": 2, "g_dropout": 0.0,
+              "real_label": 1.0, "lr_g": 2e-4, "lr_d": 2e-4, "b1": 0.0, "b2": 0.9, "batch_size": 64,
+              "diffaugment": ""},
 }
 RECIPES["sngan-diffaugment"] = {**RECIPES["sngan"], "diffaugment": "color,translation,cutout"}
 

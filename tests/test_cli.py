@@ -135,9 +135,12 @@ def test_dry_run_prints_the_resolved_preset_with_overrides(tmp_path):
     cfg = json.loads(result.output)
     assert (cfg["img_size"], cfg["channels"], cfg["lr_d"], cfg["dataset"]) == (64, 3, 0.001, "cats")
     assert (cfg["recipe"], cfg["diffaugment"], cfg["lr_g"]) == ("sngan-diffaugment", "color,translation,cutout", 2e-4)
-    assert (cfg["spectral_norm"], cfg["amp"]) == (False, True)
+    assert (cfg["spectral_norm"], cfg["amp"], cfg["d_depth"]) == (False, True, 2)
     classic = json.loads(runner.invoke(app, ["train", "--recipe", "classic", "--dry-run"]).output)
     assert (classic["loss"], classic["d_batch_norm"], classic["real_label"], classic["batch_size"]) == ("bce", True, 0.9, 128)
+    assert classic["d_depth"] == 1
+    shallow = json.loads(runner.invoke(app, ["train", "--d-depth", "1", "--dry-run"]).output)
+    assert (shallow["recipe"], shallow["d_depth"]) == ("sngan", 1)
     assert not any(tmp_path.iterdir()), "--dry-run must not create a run directory"
 
 
