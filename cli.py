@@ -194,7 +194,7 @@ def train(
                                                    "or an empty string for none."),
     r1_gamma: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="0: off", rich_help_panel=TRAINING,
                                              help="Weight of the R1 gradient penalty on real images."),
-    class_loss: float = typer.Option(1.0, metavar="FLOAT", rich_help_panel=TRAINING,
+    class_loss: float = typer.Option(0.3, metavar="FLOAT", rich_help_panel=TRAINING,
                                      help="--conditional: weight of D's auxiliary class loss (AC-GAN; 0: off)."),
     mode_seeking: float = typer.Option(0.2, metavar="FLOAT", rich_help_panel=TRAINING,
                                        help="--conditional: weight of the mode-seeking term that keeps G from "

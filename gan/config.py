@@ -51,7 +51,7 @@ class TrainConfig:
     real_label: float = 1.0  # one-sided label smoothing for bce: D's target for real images
     diffaugment: str = ""  # DiffAugment policy (Zhao et al., 2020), e.g. "color,translation,cutout"
     r1_gamma: float = 0.0  # weight of the R1 penalty on real images (Mescheder et al., 2018); 0 = off
-    class_loss: float = 1.0  # conditional: weight of D's auxiliary class loss (AC-GAN, Odena et al., 2017); 0 = off
+    class_loss: float = 0.3  # conditional: weight of D's auxiliary class loss (AC-GAN, Odena et al., 2017); 0 = off
     mode_seeking: float = 0.2  # conditional: weight of the mode-seeking term (MSGAN, Mao et al., 2019); 0 = off
     ema_decay: float = 0.999  # EMA of G's weights; the artifact ships the EMA generator
     seed: int = 0
