@@ -365,8 +365,7 @@ class Trainer:
         self.joint_d = not (cfg.arch == "dcgan" and cfg.d_batch_norm)
         self.class_loss = bool(self.num_classes and cfg.class_loss > 0)
         self.amp_dtype = amp_dtype(cfg.amp, device)
-        # fp16 needs its loss scaled so small gradients do not underflow; bf16 has float32's range
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype is not None)
         self.epoch = 0  # epochs completed
         self.step = 0  # batches completed (per rank)
         # a checkpoint taken mid-epoch: batches of epoch `epoch` done, their loss sums, their seconds
@@ -618,9 +617,9 @@ def read_checkpoint(path: Path, device: torch.device) -> dict:
 def amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training: float16 on CUDA with `amp`, else None (float32).
 
-    Not bfloat16 on the CPU, though this CPU's bf16 units make a step ~1.6x faster (benchmarks/bench_train.py):
-    measured on MNIST (sngan, D depth 2, 1 thread, seed 0), bf16 autocast scored FCD 91 and 113 after epochs 1
-    and 2 where float32 scored 18 and 10; it does not train at equal quality.
+    Not bfloat16 on the CPU, though on a CPU with native bf16 (AVX-512 BF16) a step runs ~1.6x faster
+    (benchmarks/bench_train.py): measured on MNIST (sngan, D depth 2, 1 thread, seed 0), bf16 autocast scored
+    FCD 91 and 113 after epochs 1 and 2 where float32 scored 18 and 10; it does not train at equal quality.
     """
     return torch.float16 if amp and device.type == "cuda" else None
 

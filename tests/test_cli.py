@@ -291,3 +291,12 @@ def test_merge_of_a_folder_without_shards_or_a_bad_n_is_one_line(tmp_path):
 def test_generate_has_no_merge_flag_any_more(tmp_path):
     result = runner.invoke(app, ["generate", "-n", "3", "--out", str(tmp_path), "--merge-manifests"])
     assert result.exit_code == 2 and "No such option" in result.output
+
+
+def test_ctrl_c_twice_in_train_points_to_resume_and_exits_130(monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("gancli.gan.train.train", interrupted)
+    result = runner.invoke(app, ["train", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 130
+    assert "gancli train --resume RUN_DIR" in result.output and result.output.strip().count("\n") == 0
