@@ -254,7 +254,7 @@ def test_subpixel_rewrite_is_the_same_generator(img_size):
 
 
 def test_int8_graph_runs_in_int8_kernels(exported, artifact):
-    """What makes it fast: no float ConvTranspose, and no float Gemm but the output layer's, is left to run."""
+    """What makes it fast: no float ConvTranspose, and no float Gemm but the input and output layers', is left."""
     ops = {n.op_type for n in onnx.load(str(exported.out_dir / "generator-int8-uint8.onnx")).graph.node}
     spec = json.loads((artifact / "generator.json").read_text())
     if spec["arch"] == "dcgan":
@@ -262,7 +262,7 @@ def test_int8_graph_runs_in_int8_kernels(exported, artifact):
     else:
         nodes = onnx.load(str(exported.out_dir / "generator-int8-uint8.onnx")).graph.node
         float_matmuls = [n for n in nodes if n.op_type in ("Gemm", "MatMul")]
-        assert "MatMulInteger" in ops and len(float_matmuls) == 1  # the output layer stays float
+        assert "MatMulInteger" in ops and len(float_matmuls) == 2  # the input and output layers stay float
     G, spec = load_generator(artifact)
     z = fresh_z(3, 64, spec.latent_dim)
     out = run_onnx(exported.out_dir / "generator-int8-uint8.onnx", z)
