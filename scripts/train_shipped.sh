@@ -14,6 +14,6 @@ common=(--threads 1 --device cpu --seed 0 --eval-images 5000)
    --out-dir "$runs/mnist-cdcgan" > "$runs/mnist-cdcgan.log" 2>&1) &
 (gancli train --dataset mnist --n-epochs 40 "${common[@]}" \
    --out-dir "$runs/mnist-dcgan" > "$runs/mnist-dcgan.log" 2>&1 &&
- gancli train --dataset mnist --arch mlp --n-epochs 30 "${common[@]}" \
+ gancli train --dataset mnist --arch mlp --n-epochs 50 "${common[@]}" \
    --out-dir "$runs/mnist-mlp" > "$runs/mnist-mlp.log" 2>&1) &
 wait
