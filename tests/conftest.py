@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data sets beside the checkout, and markers for GPU-only tests."""
+"""Shared fixtures: the real data sets beside the checkout, tiny untrained ONNX generators, and markers for
+GPU-only tests."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,29 @@ def data_root() -> Path:
     if not (SHARED_DATASETS / "mnist").is_dir() or not (SHARED_DATASETS / "cats").is_dir():
         pytest.fail(f"real data sets not found at {SHARED_DATASETS}; the tests need ../shared/datasets beside the checkout")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def export_untrained() -> Callable[..., Path]:
+    """export_untrained(path, arch, latent_dim, channels, img_size, width, *, dataset="test", class_names=None,
+    output_kind="uint8_nhwc"): an untrained generator built from seed 0 (conditional when `class_names` is given),
+    exported to ONNX at `path`; returns `path`. Torch is imported only when a test asks for one."""
+    def export(path: Path, arch: str, latent_dim: int, channels: int, img_size: int, width: int, *,
+               dataset: str = "test", class_names: list[str] | None = None, output_kind: str | None = None) -> Path:
+        import torch
+
+        from gancli.export.onnx import export_onnx
+        from gancli.gan.artifact import GeneratorSpec
+        from gancli.gan.networks import build_generator
+        from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
+
+        torch.manual_seed(0)
+        spec = GeneratorSpec(arch=arch, latent_dim=latent_dim, channels=channels, img_size=img_size, width=width,
+                             dataset=dataset, epochs=0, seed=0, class_names=list(class_names or []))
+        G = build_generator(arch, latent_dim, channels, img_size, width, num_classes=len(class_names or []))
+        export_onnx(G.eval(), spec, path, output_kind=output_kind or OUTPUT_UINT8_NHWC)
+        return path
+    return export
 
 
 @pytest.fixture

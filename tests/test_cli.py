@@ -18,10 +18,6 @@ from typer.testing import CliRunner
 import gancli
 from gancli import cli
 from gancli.cli import app
-from gancli.export.onnx import export_onnx
-from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.networks import build_generator
-from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 from gancli.runtime.session import DeviceFallbackWarning
 
 runner = CliRunner()
@@ -179,12 +175,10 @@ def test_cli_short_real_run_and_resume(data_root, tmp_path):
 # ---- eval ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def evaluated(data_root, tmp_path_factory):
+def evaluated(data_root, tmp_path_factory, export_untrained):
     """One real `gancli eval --out` of an untrained DCGAN on 200 MNIST-sized images, run from an empty folder."""
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=1, img_size=28, width=8, dataset="mnist", epochs=0, seed=0)
-    model = tmp_path_factory.mktemp("model") / "generator-uint8.onnx"
-    export_onnx(build_generator("dcgan", 16, 1, 28, 8).eval(), spec, model, OUTPUT_UINT8_NHWC)
+    model = export_untrained(tmp_path_factory.mktemp("model") / "generator-uint8.onnx", "dcgan", 16, 1, 28, 8,
+                             dataset="mnist")
     cwd, out = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("out") / "scores.json"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
@@ -235,17 +229,14 @@ def test_eval_of_a_missing_model_is_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def evaluated_conditional(data_root, tmp_path_factory):
+def evaluated_conditional(data_root, tmp_path_factory, export_untrained):
     """`gancli eval --out` of an untrained class-conditional DCGAN (the ten digits), 200 images, scored by the MNIST
     classifier alone (Inception is test_evaluate's business)."""
     from gancli.gan import evaluate as evaluate_module
     from gancli.gan.feature_networks import mnist_classifier_network
 
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=1, img_size=28, width=8, dataset="mnist", epochs=0,
-                         seed=0, class_names=[str(d) for d in range(10)])
-    model = tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx"
-    export_onnx(build_generator("dcgan", 16, 1, 28, 8, num_classes=10).eval(), spec, model, OUTPUT_UINT8_NHWC)
+    model = export_untrained(tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx", "dcgan", 16, 1, 28, 8,
+                             dataset="mnist", class_names=[str(d) for d in range(10)])
     out = tmp_path_factory.mktemp("cout") / "scores.json"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evaluate_module, "feature_networks",

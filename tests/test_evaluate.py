@@ -5,20 +5,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from gancli.export.onnx import export_onnx
 from gancli.gan import evaluate
-from gancli.gan.artifact import GeneratorSpec
 from gancli.gan.errors import EvalError
 from gancli.gan.evaluate import evaluate_model
 from gancli.gan.feature_networks import mnist_classifier_network
-from gancli.gan.networks import build_generator
 from gancli.gan.real_data import RealData, load_real_data
 from gancli.gan.scoring import IMAGE_SETS
 from gancli.gan.untrained import untrained_generator_images
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +52,9 @@ def test_generated_images_of_the_wrong_shape_are_one_clear_error(mnist):
 
 
 @pytest.fixture(scope="module")
-def mnist_model(tmp_path_factory):
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=1, img_size=28, width=8, dataset="mnist", epochs=0, seed=0)
-    path = tmp_path_factory.mktemp("model") / "generator-uint8.onnx"
-    export_onnx(build_generator("dcgan", 16, 1, 28, 8).eval(), spec, path, OUTPUT_UINT8_NHWC)
-    return path
+def mnist_model(tmp_path_factory, export_untrained):
+    return export_untrained(tmp_path_factory.mktemp("model") / "generator-uint8.onnx", "dcgan", 16, 1, 28, 8,
+                            dataset="mnist")
 
 
 def test_evaluate_model_scores_a_model_file_and_names_it(mnist_model, data_root):

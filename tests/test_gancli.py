@@ -84,20 +84,9 @@ def test_export_generator_is_not_shadowed_by_the_export_subpackage():
 
 
 @pytest.fixture(scope="module")
-def conditional_model(tmp_path_factory):
-    import torch
-
-    from gancli.export.onnx import export_onnx
-    from gancli.gan.artifact import GeneratorSpec
-    from gancli.gan.networks import build_generator
-    from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
-
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="mlp", latent_dim=8, channels=1, img_size=28, width=8, dataset="mnist", epochs=0, seed=0,
-                         class_names=[str(d) for d in range(10)])
-    path = tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx"
-    export_onnx(build_generator("mlp", 8, 1, 28, num_classes=10).eval(), spec, path, OUTPUT_UINT8_NHWC)
-    return path
+def conditional_model(tmp_path_factory, export_untrained):
+    return export_untrained(tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx", "mlp", 8, 1, 28, 8,
+                            dataset="mnist", class_names=[str(d) for d in range(10)])
 
 
 def test_generate_array_returns_labels_on_request(conditional_model, tmp_path):

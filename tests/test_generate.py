@@ -16,38 +16,27 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from gancli import cli
-from gancli.export.onnx import export_onnx
-from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.networks import build_generator
 from gancli.runtime.errors import GenerateStopped
 from gancli.runtime.generate import generate
-from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
+from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 N = 10_000  # a run of the tiny DCGAN at batch 8 lasts over a second: long enough to be stopped halfway
 MB = 1 << 20
 
 
-def export_tiny(path: Path, arch: str, channels: int, img_size: int, output_kind: str) -> Path:
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch=arch, latent_dim=8, channels=channels, img_size=img_size, width=4, dataset="test",
-                         epochs=0, seed=0)
-    export_onnx(build_generator(arch, 8, channels, img_size, width=4).eval(), spec, path, output_kind=output_kind)
-    return path
+@pytest.fixture(scope="module")
+def dcgan(tmp_path_factory, export_untrained) -> Path:
+    return export_untrained(tmp_path_factory.mktemp("model") / "dcgan-uint8.onnx", "dcgan", 8, 3, 32, 4)
 
 
 @pytest.fixture(scope="module")
-def dcgan(tmp_path_factory) -> Path:
-    return export_tiny(tmp_path_factory.mktemp("model") / "dcgan-uint8.onnx", "dcgan", 3, 32, OUTPUT_UINT8_NHWC)
-
-
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory) -> Path:
-    return export_tiny(tmp_path_factory.mktemp("model") / "mlp.onnx", "mlp", 1, 28, OUTPUT_FLOAT_NCHW)
+def mlp(tmp_path_factory, export_untrained) -> Path:
+    return export_untrained(tmp_path_factory.mktemp("model") / "mlp.onnx", "mlp", 8, 1, 28, 4,
+                            output_kind=OUTPUT_FLOAT_NCHW)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------

@@ -12,38 +12,27 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from gancli import cli
-from gancli.export.onnx import export_onnx
-from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.networks import build_generator
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.generate import generate
 from gancli.runtime.manifest import Manifest, parse_line
-from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
+from gancli.runtime.metadata import METADATA_KEY, OUTPUT_FLOAT_NCHW
 from gancli.runtime.writer import FileNames, IndexSet, OnDisk
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def dcgan(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="dcgan", latent_dim=8, channels=3, img_size=32, width=4, dataset="test", epochs=0, seed=0)
-    path = tmp_path_factory.mktemp("model") / "dcgan-uint8.onnx"
-    export_onnx(build_generator("dcgan", 8, 3, 32, width=4).eval(), spec, path, output_kind=OUTPUT_UINT8_NHWC)
-    return path
+def dcgan(tmp_path_factory, export_untrained) -> Path:
+    return export_untrained(tmp_path_factory.mktemp("model") / "dcgan-uint8.onnx", "dcgan", 8, 3, 32, 4)
 
 
 @pytest.fixture(scope="module")
-def mlp(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="mlp", latent_dim=8, channels=1, img_size=28, width=4, dataset="test", epochs=0, seed=0)
-    path = tmp_path_factory.mktemp("model") / "mlp.onnx"
-    export_onnx(build_generator("mlp", 8, 1, 28, width=4).eval(), spec, path, output_kind=OUTPUT_FLOAT_NCHW)
-    return path
+def mlp(tmp_path_factory, export_untrained) -> Path:
+    return export_untrained(tmp_path_factory.mktemp("model") / "mlp.onnx", "mlp", 8, 1, 28, 4,
+                            output_kind=OUTPUT_FLOAT_NCHW)
 
 
 def gancli_generate(n: int, out: Path, model: Path, *extra: str):

@@ -9,14 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from gancli.cli import app
-from gancli.export.onnx import export_onnx
-from gancli.gan.artifact import GeneratorSpec
-from gancli.gan.networks import build_generator
-from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 
 GANCLI = Path(sys.executable).with_name("gancli")
 N = 90
@@ -24,12 +19,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=3, img_size=32, width=8, dataset="cats", epochs=0, seed=0)
-    path = tmp_path_factory.mktemp("model") / "generator-uint8.onnx"
-    export_onnx(build_generator("dcgan", 16, 3, 32, 8).eval(), spec, path, OUTPUT_UINT8_NHWC)
-    return path
+def model(tmp_path_factory, export_untrained) -> Path:
+    return export_untrained(tmp_path_factory.mktemp("model") / "generator-uint8.onnx", "dcgan", 16, 3, 32, 8,
+                            dataset="cats")
 
 
 def gancli(*args: str) -> subprocess.CompletedProcess:
@@ -78,14 +70,9 @@ def test_merge_names_what_is_missing_or_doubled(model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def conditional_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    names = ["zero", "one", "two"]
-    spec = GeneratorSpec(arch="dcgan", latent_dim=16, channels=1, img_size=28, width=8, dataset="mnist", epochs=0,
-                         seed=0, class_names=names)
-    path = tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx"
-    export_onnx(build_generator("dcgan", 16, 1, 28, 8, num_classes=3).eval(), spec, path, OUTPUT_UINT8_NHWC)
-    return path
+def conditional_model(tmp_path_factory, export_untrained) -> Path:
+    return export_untrained(tmp_path_factory.mktemp("cmodel") / "generator-uint8.onnx", "dcgan", 16, 1, 28, 8,
+                            dataset="mnist", class_names=["zero", "one", "two"])
 
 
 def test_imagefolder_shards_merge_into_one_labelled_set(conditional_model, tmp_path):
