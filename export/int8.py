@@ -171,7 +171,7 @@ def export_int8_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, opset: int =
         del model.graph.value_info[:]
         onnx.save(model, str(plain))
         with quiet_quantizer():
-            quantize(plain, quantized, spec, output_layer_nodes(model))
+            quantize(plain, quantized, spec, model)
         model = onnx.load(str(quantized))
     del model.metadata_props[:]
     set_metadata(model, dataclasses.replace(meta, precision=PRECISION_INT8))
@@ -180,7 +180,9 @@ def export_int8_onnx(G: nn.Module, spec: GeneratorSpec, path: Path, opset: int =
         onnx.save_model(model, str(tmp))
 
 
-def quantize(plain: Path, quantized: Path, spec: GeneratorSpec, keep_float: list[str]) -> None:
+def quantize(plain: Path, quantized: Path, spec: GeneratorSpec, model: onnx.ModelProto) -> None:
+    """Quantize the float graph at `plain` (loaded as `model`) into `quantized`, its output layer left float."""
+    keep_float = output_layer_nodes(model)
     if spec.arch == "dcgan":
         # Percentile calibration clips the rare extreme activations that would stretch each 8-bit
         # range (MNIST DCGAN, 99th percentile of the pixel error: 9 levels against 11 with min-max)
@@ -191,7 +193,7 @@ def quantize(plain: Path, quantized: Path, spec: GeneratorSpec, keep_float: list
     else:
         # The input layer stays float too: z quantized per batch to 8 bits is too coarse a start (an sngan MLP's
         # 99th percentile: 11 levels with it float, 15 without), and it is 1 % of the MLP's MACs.
-        keep_float = keep_float + [input_layer_node(onnx.load(str(plain)))]
+        keep_float = keep_float + [input_layer_node(model)]
         # the dynamic quantizer first splits each Gemm X into X_MatMul + X_Add, and excludes by those names
         quantize_dynamic(str(plain), str(quantized), weight_type=QuantType.QInt8, per_channel=True,
                          nodes_to_exclude=keep_float + [f"{name}_MatMul" for name in keep_float])
