@@ -31,7 +31,8 @@ try:
 except metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["GancliError", "__version__", "class_names", "evaluate", "export_generator", "generate", "generate_array"]
+__all__ = ["GancliError", "__version__", "class_names", "evaluate", "export_generator", "generate", "generate_array",
+           "merge", "train", "train_config"]
 
 
 def _batch_size(value):
@@ -47,8 +48,18 @@ def _batch_size(value):
     raise GenerateError(f"--batch-size must be a positive integer or auto, not {value!r}")
 
 
+def _truncation(value):
+    """A number, or its text (the CLI's --truncation) -> float; anything else is left for the check to name."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fmt="png", shard="0/1", grid=None,
-             precision=None, classes=None, file_layout="flat", on_progress=None, **options):
+             precision=None, classes=None, file_layout="flat", truncation=1.0, on_progress=None, **options):
     """Write images 0..n-1 of `model` into the folder `out`, as `gancli generate` does.
 
     model: a shipped model name (default "cats-dcgan"), a model folder or an .onnx file from
@@ -57,7 +68,9 @@ def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fm
     precision: None (fp32) or "int8"; classes (`--class`): for a class-conditional model, the
     classes to make, as "3,7" or a list of names (str) or indices (int), default every class (image
     i gets the (i mod count)-th); file_layout (`--layout`): "flat" or "imagefolder" (OUT/<class
-    name>/<index>.png); on_progress(made, total): called after each batch. `options` go to
+    name>/<index>.png); truncation (`--truncation`): psi in (0, 1], z pulled toward its mean as
+    psi * z (1: off; smaller: more typical, less varied images); on_progress(made, total): called
+    after each batch. `options` go to
     gancli.runtime.generate.generate (workers, and layout: how work is spread over processes or
     threads). Images already in `out` are kept, not made again. Returns a GenerateResult (made,
     already, seconds, device, classes, ...).
@@ -66,12 +79,14 @@ def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fm
 
     return _generate(n, out, model, batch_size=_batch_size(batch_size), device=device, seed=seed, fmt=fmt, shard=shard,
                      grid=grid, precision=precision, classes=classes, file_layout=file_layout,
-                     on_progress=on_progress, **options)
+                     truncation=_truncation(truncation), on_progress=on_progress, **options)
 
 
-def generate_array(model=None, n=64, seed=0, device="auto", precision=None, classes=None, return_labels=False):
+def generate_array(model=None, n=64, seed=0, device="auto", precision=None, classes=None, return_labels=False,
+                   truncation=1.0):
     """Images 0..n-1 of `model` as one uint8 array [n, height, width, channels]: the same images
-    `generate` writes as files with the same seed (and classes). `model` and `classes` as in `generate`.
+    `generate` writes as files with the same seed (and classes and truncation). `model`, `classes` and
+    `truncation` as in `generate`.
 
     With return_labels=True, returns (images, labels): labels int64 [n], each image's class as an
     index into `class_names(model)`, or None for an unconditional model.
@@ -79,15 +94,16 @@ def generate_array(model=None, n=64, seed=0, device="auto", precision=None, clas
     from gancli.runtime.generate import check_arguments
     from gancli.runtime.generate import generate_array as _generate_array
 
-    check_arguments(n, "png", None, seed, "0/1")
+    truncation = _truncation(truncation)
+    check_arguments(n, "png", None, seed, "0/1", truncation=truncation)
     images, labels, _meta = _generate_array(model, n, seed=seed, device=device, precision=precision, classes=classes,
-                                            return_labels=True)
+                                            return_labels=True, truncation=truncation)
     return (images, labels) if return_labels else images
 
 
 def class_names(model=None, precision=None):
     """The class names of `model` (label i means class_names[i]) as a list; [] when it is unconditional."""
-    from gancli.runtime.generate import resolve_model
+    from gancli.runtime.models import resolve_model
     from gancli.runtime.session import GeneratorSession
 
     return list(GeneratorSession(resolve_model(model, precision), device="cpu").metadata.class_names)
@@ -118,7 +134,44 @@ def evaluate(model, dataset, n=10_000, *, seed=0, data_root=None, inception_weig
     inception=False skips Inception (MNIST keeps the classifier's scores); log(line): called with
     progress lines.
     """
-    from gancli.gan.evaluate import evaluate_model
+    from gancli.gan.metrics.evaluate import evaluate_model
 
     return evaluate_model(model, dataset, n, seed=seed, data_root=data_root, inception_weights=inception_weights,
                           device=device, precision=precision, log=log, inception=inception)
+
+
+def train_config(dataset=None, *, recipe=None, resume=None, **options):
+    """The TrainConfig that `train` with these arguments runs (what `gancli train --dry-run` prints).
+
+    dataset: "mnist" (default), "cats" or a folder; recipe: "classic", "sngan" or "sngan-diffaugment" (default:
+    the data set's); options: any TrainConfig field (e.g. n_epochs=5, width=32), None meaning "the preset's";
+    init_from: start from a model's G, EMA G and D (a shipped name, a run folder or a model folder) with fresh
+    optimizers and its architecture, and freeze_d: with it, keep D's first N layers fixed.
+    With resume (a run folder), the run's own config, where only n_epochs, device and threads may change.
+    """
+    from gancli.gan.training.config import resolve_config, resume_config
+
+    if resume is not None:
+        return resume_config(resume, dataset=dataset, recipe=recipe, **options)
+    return resolve_config(dataset or "mnist", recipe=recipe, **options)
+
+
+def train(dataset=None, *, recipe=None, resume=None, events=None, **options):
+    """Train a generator as `gancli train` does and return its run folder (a Path).
+
+    Arguments as in `train_config`; events: a gancli.gan.training.loop.TrainingEvents to report progress to (default: none). SIGTERM, SIGUSR1
+    and Ctrl-C stop it after the current step with a checkpoint (TrainingStopped says how to resume).
+    """
+    from gancli.gan.training.loop import train as _train
+
+    cfg = train_config(dataset, recipe=recipe, resume=resume, **options)
+    return _train(cfg, resume=resume, events=events)
+
+
+def merge(out, n):
+    """Check that the shard manifests of `gancli generate --shard K/M` jobs in the folder `out` list images
+    0..n-1 exactly once, with one seed, and that every listed file is there; then write OUT/manifest.jsonl, as
+    `gancli merge` does. Returns a MergeResult (path, images, shards, seed)."""
+    from gancli.runtime.merge import merge_manifests
+
+    return merge_manifests(out, n)

@@ -1,8 +1,8 @@
 """gancli's command line: each command parses its flags and calls one function of the public API.
 
-The API is `gancli.generate`, `gancli.export_generator` and `gancli.evaluate` (root `__init__.py`), plus
-`gancli.gan.train` and `gancli.runtime.merge` for training and merging; this module only turns
-flags into arguments and results into terminal output. Expected failures (`GancliError`) become one
+The API is `gancli.train`, `gancli.export_generator`, `gancli.generate`, `gancli.merge` and
+`gancli.evaluate` (root `__init__.py`); this module only turns flags into arguments and results into
+terminal output. Expected failures (`GancliError`) become one
 red line and exit code 1 here; warnings become one yellow line each. torch is imported only inside
 the commands that need it, so `gancli --help`, `--version` and `generate` never load it.
 
@@ -12,8 +12,11 @@ terminal's width, so the source wraps lines freely; examples are code blocks in 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 import time
+import typing
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +24,13 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 import gancli
 from gancli import GancliError
 from gancli.models import shipped_generators
+from gancli.runtime.extras import require_training_extra
 
 console = Console()
 err_console = Console(stderr=True)
@@ -87,7 +92,8 @@ def terminal_edge(on_interrupt: str = "run the same command again to resume") ->
         try:
             yield
         except GancliError as e:
-            err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+            # escaped: a message is plain text, and rich would eat a bracket such as gancli[train] as markup
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print(f"[yellow]interrupted:[/yellow] {on_interrupt}", highlight=False, soft_wrap=True)
@@ -126,101 +132,87 @@ def main(
 
 # ---- train --------------------------------------------------------------------------------------
 
-DATA, MODEL, TRAINING = "Data", "Model", "Training"
+
+def train_parameters() -> list[inspect.Parameter]:
+    """`gancli train`'s flags: one per TrainConfig field, from the field's `option` metadata (each option is
+    declared once, in gan/training/config.py), then the flags that are not options of a run. An option whose
+    default depends on the data set or recipe shows it in words and defaults to None: resolve_config fills it."""
+    from gancli.gan.training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta:  # written by gancli (lineage), not an option
+            continue
+        base = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+        if base is bool:  # "--x/--no-x" becomes two flags, so that help keeps its columns narrow
+            for flag in meta["flag"].split("/"):
+                name = flag[2:].replace("-", "_")
+                pair = meta["flag"].split("/")
+                helps = f"Not {pair[0]}, whatever the recipe." if flag.startswith("--no-") and len(pair) == 2 \
+                    else meta["help"]
+                option = typer.Option(False, flag, rich_help_panel=meta["panel"], help=helps)
+                params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=bool))
+            continue
+        default = None if meta["shown"] is not None else f.default
+        option = typer.Option(default, metavar=meta["metavar"], show_default=meta["shown"] or f.default is not None,
+                              rich_help_panel=meta["panel"], help=meta["help"])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[base]))
+    extra = {
+        "resume": (Optional[Path], typer.Option(
+            None, metavar="RUN_DIR", rich_help_panel=RUN_PANEL, show_default="start a new run",
+            help="Continue this run from its last checkpoint with its own config (only --n-epochs, --device and "
+                 "--threads may change).")),
+        "dry_run": (bool, typer.Option(False, "--dry-run", rich_help_panel=RUN_PANEL,
+                                       help="Print the resolved config as JSON and exit.")),
+    }
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)
+               for name, (hint, option) in extra.items()]
+    return [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)] + params
 
 
-@app.command(cls=Command, epilog=examples(
-    "gancli train --dataset cats --n-epochs 25",
-    "gancli train --dataset mnist --conditional --n-epochs 20",
-    "gancli train --dataset ~/photos --img-size 64 --recipe classic",
-    "gancli train --resume runs/00003-cats-dcgan --n-epochs 40",
-))
-def train(
-    dataset: str = typer.Option("mnist", metavar="NAME|DIR", rich_help_panel=DATA,
-                                help="mnist, cats, or a folder of images (ImageFolder layout or flat)."),
-    data_root: Optional[Path] = typer.Option(
-        None, metavar="DIR", envvar="GANCLI_DATA_ROOT", show_default="~/.cache/gancli/data", rich_help_panel=DATA,
-        help="Folder holding mnist/ and cats/; a missing set is downloaded there when online."),
-    img_size: Optional[int] = typer.Option(None, metavar="PIXELS", show_default="28 for mnist, else 64",
-                                           rich_help_panel=DATA,
-                                           help="Image side (dcgan: 28 or a power of two >= 32)."),
-    channels: Optional[int] = typer.Option(None, metavar="1|3", show_default="1 for mnist, else 3", rich_help_panel=DATA,
-                                           help="1 (grey) or 3 (RGB)."),
-    val_fraction: float = typer.Option(0.05, metavar="FLOAT", rich_help_panel=DATA,
-                                       help="Seeded share of the images held out for validation losses."),
-    limit: Optional[int] = typer.Option(None, metavar="N", show_default="all", rich_help_panel=DATA,
-                                        help="Train on the first N usable images only."),
-    arch: Optional[str] = typer.Option(None, metavar="NAME", show_default="dcgan", rich_help_panel=MODEL,
-                                       help="Generator and discriminator family: mlp or dcgan."),
-    conditional: bool = typer.Option(False, "--conditional", rich_help_panel=MODEL,
-                                     help="Learn p(image | class): MNIST's digits, or an ImageFolder's class folders."),
-    latent_dim: int = typer.Option(100, metavar="N", rich_help_panel=MODEL, help="Size of z."),
-    width: int = typer.Option(64, metavar="N", rich_help_panel=MODEL,
-                              help="dcgan: channels at the finest resolution (doubled at each halving)."),
-    no_spectral_norm: bool = typer.Option(False, "--no-spectral-norm", rich_help_panel=MODEL,
-                                          help="Leave D's layers without spectral norm (by default every layer has it)."),
-    spectral_norm: bool = typer.Option(False, "--spectral-norm", hidden=True,
-                                       help="The default; accepted for old command lines."),
-    d_batch_norm: bool = typer.Option(False, "--d-batch-norm", rich_help_panel=MODEL,
-                                      help="Batch norm in D after every conv but the first (dcgan; classic has it)."),
-    no_d_batch_norm: bool = typer.Option(False, "--no-d-batch-norm", rich_help_panel=MODEL,
-                                         help="No batch norm in D, whatever the recipe."),
-    d_depth: Optional[int] = typer.Option(None, metavar="N", show_default="recipe's", rich_help_panel=MODEL,
-                                          help="dcgan: D's convolutions per resolution (1: DCGAN; 2: SNGAN's D)."),
-    g_dropout: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=MODEL,
-                                              help="Dropout after each hidden G block while training (0: off)."),
-    recipe: Optional[str] = typer.Option(None, metavar="NAME", show_default="sngan; cats: sngan-diffaugment",
-                                         rich_help_panel=TRAINING,
-                                         help="classic (the seed projects' BCE DCGAN), sngan or sngan-diffaugment: "
-                                              "sets every option below; flags override it."),
-    loss: Optional[str] = typer.Option(None, metavar="NAME", show_default="recipe's", rich_help_panel=TRAINING,
-                                       help="bce (non-saturating), hinge or ralsgan (relativistic average LSGAN)."),
-    n_epochs: Optional[int] = typer.Option(None, metavar="N", show_default="25", rich_help_panel=TRAINING,
-                                           help="Total epochs; with --resume, the total to reach."),
-    batch_size: Optional[int] = typer.Option(None, metavar="N", show_default="recipe's", rich_help_panel=TRAINING,
-                                             help="Images per batch (per process under torchrun)."),
-    lr_g: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=TRAINING,
-                                         help="Adam learning rate of G."),
-    lr_d: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=TRAINING,
-                                         help="Adam learning rate of D (TTUR: faster than G's)."),
-    b1: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=TRAINING,
-                                       help="Adam beta1."),
-    b2: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=TRAINING,
-                                       help="Adam beta2."),
-    real_label: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="recipe's", rich_help_panel=TRAINING,
-                                               help="bce: D's target for real images (label smoothing; 1.0: off)."),
-    diffaugment: Optional[str] = typer.Option(None, metavar="OPS", show_default="recipe's", rich_help_panel=TRAINING,
-                                              help="DiffAugment on real and fake: a subset of color,translation,cutout, "
-                                                   "or an empty string for none."),
-    r1_gamma: Optional[float] = typer.Option(None, metavar="FLOAT", show_default="0: off", rich_help_panel=TRAINING,
-                                             help="Weight of the R1 gradient penalty on real images."),
-    class_loss: float = typer.Option(0.3, metavar="FLOAT", rich_help_panel=TRAINING,
-                                     help="--conditional: weight of D's auxiliary class loss (AC-GAN; 0: off)."),
-    mode_seeking: float = typer.Option(0.2, metavar="FLOAT", rich_help_panel=TRAINING,
-                                       help="--conditional: weight of the mode-seeking term that keeps G from "
-                                            "ignoring z (MSGAN; 0: off)."),
-    ema_decay: float = typer.Option(0.999, metavar="FLOAT", rich_help_panel=TRAINING,
-                                    help="Decay of the EMA of G's weights, which is what the artifact ships."),
-    eval_every: int = typer.Option(1, metavar="N", rich_help_panel=TRAINING,
-                                   help="Epochs between quality scores (0: never); the best-scoring EMA G is kept."),
-    eval_images: int = typer.Option(2000, metavar="N", rich_help_panel=TRAINING,
-                                    help="Generated images per quality score."),
-    seed: int = typer.Option(0, metavar="N", rich_help_panel=TRAINING, help="Seed of weights, data order, z and dropout."),
-    device: str = typer.Option("auto", metavar="DEVICE", rich_help_panel=TRAINING,
-                               help="auto (CUDA when present), cuda or cpu."),
-    threads: Optional[int] = typer.Option(None, metavar="N", show_default="idle cores at start", rich_help_panel=TRAINING,
-                                          help="CPU threads of torch."),
-    no_amp: bool = typer.Option(False, "--no-amp", rich_help_panel=TRAINING,
-                                help="Train on CUDA in float32 (by default in mixed precision; the CPU always uses float32)."),
-    amp: bool = typer.Option(False, "--amp", hidden=True, help="The default; accepted for old command lines."),
-    out_dir: Path = typer.Option(Path("runs"), metavar="DIR", help="Parent folder of the numbered run folders."),
-    sample_interval: int = typer.Option(400, metavar="N",
-                                        help="Batches between sample grids (each epoch end writes one too)."),
-    resume: Optional[Path] = typer.Option(
-        None, metavar="RUN_DIR", show_default="start a new run",
-        help="Continue this run from its last checkpoint, with its own config (only --n-epochs, --device and --threads apply)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config as JSON and exit."),
-) -> None:
+def given_train_options(ctx: typer.Context, options: dict) -> dict:
+    """The options the command line gave (not their defaults), with a "--no-x" flag meaning x = False."""
+    from gancli.gan.training.config import TrainConfig
+
+    given = {name: value for name, value in options.items()
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"}
+    for f in dataclasses.fields(TrainConfig):
+        for flag in (f.metadata.get("flag") or "").split("/"):
+            name = flag[2:].replace("-", "_")
+            if given.pop(name, False):
+                given[f.name] = not flag.startswith("--no-")
+    return given
+
+
+RUN_PANEL = "Run"
+
+
+class RichTrainingEvents:
+    """Training's progress on the terminal: a bar per epoch with live losses and images/s, and the log lines."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[stats]}"), console=console)
+        self.task = self.progress.add_task("train", total=None, epoch="", stats="")
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False)
+
+    def epoch_started(self, epoch: int, n_epochs: int, batches: int, done: int) -> None:
+        self.progress.start()  # at the first epoch: no bar while the data load
+        self.progress.reset(self.task, total=batches, completed=done, epoch=f"{epoch}/{n_epochs}", stats="")
+
+    def step_done(self, d_loss: float, g_loss: float, images_per_second: float) -> None:
+        self.progress.update(self.task, advance=1,
+                             stats=f"D {d_loss:.3f}  G {g_loss:.3f}  {images_per_second:,.0f} img/s")
+
+
+def train(ctx: typer.Context, **options) -> None:
     """Train a generator on MNIST, the cat faces or a folder of images.
 
     `--dataset` picks a preset (image size, channels, recipe) and every flag overrides it. The default
@@ -234,31 +226,30 @@ def train(
     weights in generator.safetensors + generator.json. Files are written atomically once per epoch,
     so an interrupted run keeps its last epoch and `--resume` continues from it.
     """
+    dry_run = options.pop("dry_run")
+    options = given_train_options(ctx, options)
     with terminal_edge(on_interrupt="stopped at once, without saving this step; continue from the run's last "
                                     "checkpoint with `gancli train --resume RUN_DIR`"):
-        from gancli.gan.config import resolve_config
-        from gancli.gan.train import load_run_config, train as run_training
-
-        if resume is not None:
-            cfg = load_run_config(resume, n_epochs=n_epochs, device=device, threads=threads)
-        else:
-            cfg = resolve_config(
-                dataset, recipe=recipe, data_root=str(data_root) if data_root else None, arch=arch,
-                img_size=img_size, channels=channels, conditional=conditional, n_epochs=n_epochs,
-                batch_size=batch_size, loss=loss, lr_g=lr_g, lr_d=lr_d, b1=b1, b2=b2, latent_dim=latent_dim,
-                width=width, spectral_norm=not no_spectral_norm,
-                d_batch_norm=True if d_batch_norm else False if no_d_batch_norm else None, d_depth=d_depth,
-                g_dropout=g_dropout,
-                real_label=real_label, diffaugment=diffaugment, r1_gamma=r1_gamma, class_loss=class_loss,
-                mode_seeking=mode_seeking, ema_decay=ema_decay,
-                eval_every=eval_every, eval_images=eval_images, val_fraction=val_fraction,
-                sample_interval=sample_interval, limit=limit, seed=seed, device=device, threads=threads,
-                amp=not no_amp, out_dir=str(out_dir),
-            )
+        require_training_extra("train")
         if dry_run:
-            console.print_json(cfg.to_json())
+            console.print_json(gancli.train_config(**options).to_json())
             return
-        run_training(cfg, resume=resume, console=console)
+        events = RichTrainingEvents()
+        try:
+            run_dir = gancli.train(events=events, **options)
+        finally:
+            events.progress.stop()
+        console.print(f"[green]done:[/green] {run_dir}", highlight=False)
+
+
+train.__signature__ = inspect.Signature(train_parameters())
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
+app.command(cls=Command, epilog=examples(
+    "gancli train --dataset cats --n-epochs 25",
+    "gancli train --dataset mnist --conditional --n-epochs 20",
+    "gancli train --dataset cats --init-from cats-dcgan --n-epochs 5",
+    "gancli train --resume runs/00003-cats-dcgan --n-epochs 40",
+))(train)
 
 
 # ---- export -------------------------------------------------------------------------------------
@@ -290,6 +281,7 @@ def export(
     batches 1, 7 and 256 with 3 seeds; if one fails, the export fails and writes nothing.
     """
     with terminal_edge():
+        require_training_extra("export")
         gancli.export_generator(source, fmt, out, opset=opset, fp16=fp16, int8=int8, console=console)
 
 
@@ -345,6 +337,9 @@ def generate(
     file_layout: str = typer.Option("flat", "--layout", metavar="LAYOUT",
                                     help="flat (OUT/00000/000000042.png), or imagefolder (OUT/CLASS/000000042.png, "
                                          "one folder per class name, for torchvision's ImageFolder)."),
+    truncation: str = typer.Option("1", metavar="PSI", show_default="1: off",
+                                     help="Pull z toward its mean (z' = PSI z, 0 < PSI <= 1): more typical, "
+                                          "less varied images."),
 ) -> None:
     """Generate images from an exported generator, reproducibly and without torch.
 
@@ -367,7 +362,7 @@ def generate(
         try:
             result = gancli.generate(n, out, model, batch_size=batch_size, device=device, seed=seed, fmt=fmt,
                                      shard=shard, grid=grid, precision=precision, classes=classes,
-                                     file_layout=file_layout, on_progress=on_progress)
+                                     file_layout=file_layout, truncation=truncation, on_progress=on_progress)
         finally:
             progress.stop()
         labelled = f"; classes {', '.join(result.classes)}" if result.classes else ""
@@ -394,14 +389,51 @@ def merge(
     doubled index or the missing file. Then writes OUT/manifest.jsonl.
     """
     with terminal_edge():
-        from gancli.runtime.errors import GenerateError
-        from gancli.runtime.merge import merge_manifests
-
-        if n < 1:
-            raise GenerateError(f"-n must be a positive number of images, not {n}")
-        merged = merge_manifests(out, n)
+        merged = gancli.merge(out, n)
         console.print(f"merged {merged.shards} shard manifests: images 0 to {merged.images - 1:,} each made once "
                       f"(seed {merged.seed}) -> {merged.path}", highlight=False, soft_wrap=True)
+
+
+# ---- serve --------------------------------------------------------------------------------------
+
+@app.command(cls=Command, epilog=examples(
+    "gancli serve                    # every shipped model on 127.0.0.1:8000",
+    "gancli serve --model cats-dcgan --model digits=runs/00003-mnist/export",
+    "curl -o cat.png 'localhost:8000/v1/models/cats-dcgan/images/7.png?seed=1'",
+    "GANCLI_API_KEY=$KEY gancli serve --host 0.0.0.0 --device cuda",
+))
+def serve(
+    model: Optional[list[str]] = typer.Option(None, "--model", metavar="MODEL", show_default="every shipped model",
+                                              help="A shipped model, a model folder or an .onnx file, or NAME=MODEL "
+                                                   "to name it in URLs; repeat for more."),
+    host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address to listen on; any but loopback needs --api-key."),
+    port: int = typer.Option(8000, metavar="N", help="Port to listen on (0: a free one, printed)."),
+    device: str = typer.Option("auto", metavar="DEVICE", help="auto (CUDA when it really starts, else the CPU), cuda or cpu."),
+    max_batch: int = typer.Option(64, metavar="N", help="Images per onnxruntime batch, at most."),
+    max_delay_ms: float = typer.Option(5.0, metavar="MS", help="How long a request may wait for others to join its batch."),
+    max_queue: int = typer.Option(1024, metavar="N", help="Images waiting per model, at most; past it: 503, Retry-After."),
+    max_images: int = typer.Option(1024, metavar="N", help="Images per POST request, at most."),
+    api_key: Optional[str] = typer.Option(None, metavar="KEY", envvar="GANCLI_API_KEY", show_default=False,
+                                          help="Answer /v1 requests only with `Authorization: Bearer KEY`."),
+    grace_seconds: float = typer.Option(25.0, metavar="S", help="On SIGTERM, time for the requests in flight."),
+) -> None:
+    """Serve generators over HTTP: images by index, zips and npz files, a gallery.
+
+    `GET /v1/models/NAME/images/I.png?seed=S` is the same pixels as image I of `gancli generate --seed
+    S` (with `class` and `truncation` as there), so it is cached as immutable. `POST
+    /v1/models/NAME/images` streams a zip of PNGs or an npz. Concurrent requests are batched (up to
+    `--max-batch` images within `--max-delay-ms`); a full queue answers 503. The gallery is at /, the
+    API at /docs, health at /healthz and /readyz, Prometheus metrics at /metrics. SIGTERM stops
+    accepting, finishes the requests in flight and exits 0. Without torch.
+    """
+    with terminal_edge(on_interrupt="stopped"):
+        from gancli.runtime.serve.server import serve as run_server
+        from gancli.runtime.serve.settings import ServeSettings
+
+        settings = ServeSettings(host=host, port=port, device=device, max_batch=max_batch, max_delay_ms=max_delay_ms,
+                                 max_queue=max_queue, max_images=max_images, api_key=api_key,
+                                 grace_seconds=grace_seconds)
+        run_server(model, settings, on_ready=lambda line: console.print(line, highlight=False, soft_wrap=True))
 
 
 # ---- eval ---------------------------------------------------------------------------------------
@@ -444,6 +476,7 @@ def evaluate(
     A class-conditional MNIST model makes every digit evenly and adds: label accuracy (the share of images the classifier assigns to the digit asked for), per-class FCD, and the classification accuracy score (CAS: a classifier trained only on the generated digits, tested on real MNIST test), each beside its real-data reference.
     """
     with terminal_edge():
+        require_training_extra("eval")
         result = gancli.evaluate(model, dataset, n, seed=seed, data_root=data_root,
                                  inception_weights=inception_weights, device=device, precision=precision,
                                  inception=not no_inception,

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from gancli.gan import data as gan_data
-from gancli.gan import standard_inception as si
-from gancli.gan.distributed import cpu_threads
-from gancli.gan.feature_cache import FeatureStats, frechet_distance
-from gancli.gan.real_data import nhwc
+from gancli.gan.metrics.detectors import inception_tf as si
+from gancli.gan.device import cpu_threads
+from gancli.gan.metrics.feature_stats import FeatureStats, frechet_distance
+from gancli.gan.metrics.references import nhwc
 
 
 def cpu_seconds() -> float:

@@ -52,7 +52,7 @@ from gancli.export.parity import check_parity
 from gancli.gan.artifact import GeneratorSpec, load_generator
 from gancli.gan.networks import build_generator
 from gancli.models import models_dir, shipped_generators
-from gancli.runtime.generate import auto_batch_size, default_workers
+from gancli.runtime.workers import auto_batch_size, default_workers
 from gancli.runtime.latents import latents
 from gancli.runtime.metadata import OUTPUT_UINT8_NHWC
 from gancli.runtime.session import GeneratorSession

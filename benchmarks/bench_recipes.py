@@ -16,8 +16,8 @@ import time
 
 from rich.console import Console
 
-from gancli.gan.config import resolve_config
-from gancli.gan.train import train
+from gancli.gan.training.config import resolve_config
+from gancli.gan.training.loop import train
 
 # recipe name -> (named recipe, overrides): the named recipes plus the variants worth measuring
 CANDIDATES = {

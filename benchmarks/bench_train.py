@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from gancli.gan.config import resolve_config
+from gancli.gan.training.config import resolve_config
 from gancli.gan.data import load_images, to_model_range
 from gancli.gan.networks import build_models
-from gancli.gan.train import train
+from gancli.gan.training.loop import train
 
 
 def busy_neighbour(stop: multiprocessing.Event) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from gancli.export.parity import ParityReport, ParityResult, check_parity
 from gancli.export.torchscript import export_torchscript
 from gancli.export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
 from gancli.gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
-from gancli.runtime.files import process_alive, write_text_atomic
+from gancli.runtime.files import process_alive, temp_target, write_text_atomic
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
 
 FORMATS = ("onnx", "torchscript", "all")
@@ -126,10 +125,9 @@ def make_staging_dir(out_dir: Path) -> Path:
 def remove_dead_staging_dirs(out_dir: Path) -> None:
     """Delete the staging folders of exports into `out_dir` whose process is gone (killed, or aborted by
     a full disk); a live process's folder is left alone."""
-    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.tmp-(\d+)-")
     for entry in out_dir.parent.iterdir():
-        match = pattern.match(entry.name)
-        if match and entry.is_dir() and not process_alive(int(match.group(1))):
+        temp = temp_target(entry.name)
+        if temp and temp[0] == out_dir.name and entry.is_dir() and not process_alive(temp[1]):
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from gancli.gan.errors import ArtifactError
-from gancli.gan.jsonfile import read_json_object, wrong_field
+from gancli.runtime.jsonfile import check_format, read_json_object, wrong_field
 from gancli.gan.networks import build_generator
 from gancli.runtime.files import atomic_path, sha256_file
 
@@ -33,10 +32,9 @@ ARTIFACT_WAY_OUT = f"copy {SPEC_NAME} and {WEIGHTS_NAME} again, together, from t
 
 
 def gancli_version() -> str:
-    try:
-        return metadata.version("gancli")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+    import gancli
+
+    return gancli.__version__
 
 
 @dataclass
@@ -55,6 +53,9 @@ class GeneratorSpec:
     class_names: list[str] = field(default_factory=list)  # conditional G: label i means class_names[i]; [] otherwise
     # the in-training score this generator was kept for: {"metric", "value", "epoch", "num_images"}
     quality: dict | None = None
+    # where training started (--init-from) and the images its weights have seen in all: {"init_from",
+    # "weights_sha256", "images_seen_before", "images_this_run", "images_seen"}
+    lineage: dict | None = None
     # images are (x - mean) / std with mean = std = 0.5 per channel, so G's Tanh range [-1, 1] maps to [0, 1]
     normalization: dict = field(default_factory=lambda: {"mean": 0.5, "std": 0.5})
     value_range: tuple[float, float] = (-1.0, 1.0)
@@ -93,14 +94,9 @@ class GeneratorSpec:
 def spec_fields(cls: type, data: Any, source: str, fmt: str, version: int, what: str, way_out: str) -> dict[str, Any]:
     """The fields of a JSON description (generator.json, classifier.json) checked against dataclass `cls`:
     its `fmt` and a format version this gancli reads, no missing or unknown field, each of its type."""
-    if not isinstance(data, dict) or data.get("format") != fmt:
-        raise ArtifactError(f"{source} is not {what} (no format {fmt!r}); {way_out}")
-    found = data.get("format_version", 0)
-    if not isinstance(found, int) or isinstance(found, bool):
-        raise ArtifactError(f"{source} has format version {json.dumps(found)}, not an integer; {way_out}")
-    if found > version:
-        raise ArtifactError(f"{source} was written by a newer gancli (format version {found}; this gancli reads up to "
-                            f"{version}); upgrade gancli to read it")
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{source} is not {what}; {way_out}")
+    check_format(data, source, fmt, version, ArtifactError, way_out, what)
     declared = {f.name: f for f in dataclasses.fields(cls)}
     required = {name for name, f in declared.items()
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
@@ -136,8 +132,12 @@ def save_generator(G: nn.Module, spec: GeneratorSpec, out_dir: str | Path) -> Pa
 def weights_bytes(module: nn.Module, fmt: str) -> bytes:
     """The safetensors file of `module`'s state, in memory: written by Python, so a failed write is an
     OSError (safetensors' own writer raises SafetensorError)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    return safetensors_bytes(state, metadata={"format": fmt})
+    return state_bytes(module.state_dict(), fmt)
+
+
+def state_bytes(state: dict[str, torch.Tensor], fmt: str) -> bytes:
+    """weights_bytes of a state dict."""
+    return safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata={"format": fmt})
 
 
 def write_pair(weights_path: Path, weights: bytes, spec_path: Path, spec_json: str) -> None:

@@ -33,7 +33,7 @@ import torchvision.transforms.v2.functional as TF2
 from PIL import Image, ImageOps
 from rich.progress import wrap_file
 
-from gancli.gan.config import TrainConfig
+from gancli.gan.training.config import TrainConfig
 from gancli.gan.errors import DataError
 from gancli.runtime.files import atomic_path
 
@@ -64,13 +64,21 @@ class ImageData:
 
 # --- data root -------------------------------------------------------------------------------
 
+def cache_dir() -> Path:
+    """gancli's cache folder (data sets, feature statistics): $GANCLI_CACHE_DIR, else ($XDG_CACHE_HOME or
+    ~/.cache)/gancli."""
+    explicit = os.environ.get("GANCLI_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "gancli"
+
+
 def default_data_root() -> Path:
-    """$GANCLI_DATA_ROOT, else the user cache ($XDG_CACHE_HOME or ~/.cache) / gancli/data."""
+    """$GANCLI_DATA_ROOT, else the cache folder's data/."""
     explicit = os.environ.get("GANCLI_DATA_ROOT")
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "gancli" / "data"
+    return cache_dir() / "data"
 
 
 def resolve_data_root(data_root: str | None) -> Path:
@@ -368,3 +376,8 @@ def gather_images(tree: Path, faces: Path) -> int:
 def one_line(error: BaseException) -> str:
     """An exception's message on one line (torchvision's download errors span several)."""
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def nhwc_array(images: torch.Tensor) -> np.ndarray:
+    """A uint8 [N, C, H, W] tensor (how images are held for training) as the uint8 [N, H, W, C] array scores take."""
+    return images.permute(0, 2, 3, 1).contiguous().numpy()

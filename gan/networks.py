@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from gancli.gan.config import TrainConfig, dcgan_size_ok
+from gancli.gan.training.config import TrainConfig, dcgan_size_ok
 
 
 def _sn(layer: nn.Module, enabled: bool) -> nn.Module:

@@ -1,10 +1,11 @@
-"""What generation does when it is stopped, killed or raced: stop signals, parent death, one writer per manifest.
+"""What a long job does when it is stopped, killed or raced: stop signals, parent death, one writer per manifest.
 
-- `StopSignals`: while `gancli generate` (or `gancli.generate`) runs in the main thread, SIGTERM (Slurm,
-  Kubernetes) and Ctrl-C (SIGINT) only ask it to stop; the parent then tells its workers to stop between
-  files, lists every finished image in the manifest and raises (GenerateStopped for SIGTERM,
-  KeyboardInterrupt for Ctrl-C). A second signal raises at once. The previous handlers come back when
-  the call returns, and handlers someone else installed are left alone.
+- `StopSignals` (generate, serve and train): while the job runs in the main thread, SIGTERM (Slurm,
+  Kubernetes), Ctrl-C (SIGINT) and, for training, SIGUSR1 (Slurm's warning) only ask it to stop; the job
+  then stops where nothing is lost (generate: lists every finished image in the manifest and raises
+  GenerateStopped for SIGTERM, KeyboardInterrupt for Ctrl-C; train: checkpoints the step). A second signal
+  raises at once where the job allows it. The previous handlers come back when the job returns, and
+  handlers someone else installed (or an ignored SIGINT, as in a background job) are left alone.
 - `die_with_parent`: a worker process dies with its parent, whatever killed the parent (SIGKILL too):
   PR_SET_PDEATHSIG on Linux, else a thread that watches os.getppid().
 - `FolderLock`: an exclusive flock on `.MANIFEST.lock` beside each manifest, so two runs that would write
@@ -51,18 +52,28 @@ def signal_name(signum: int) -> str:
 
 
 class StopSignals:
-    """Records the first SIGTERM or SIGINT instead of dying of it; see the module docstring.
+    """Records the first of `signals` instead of dying of it; see the module docstring.
 
-    A handler is installed only where the current one is the default (SIG_DFL for SIGTERM, Python's
-    KeyboardInterrupt for SIGINT), and only in the main thread (elsewhere nothing changes)."""
+    A second signal in `escalate` (default: any of `signals`) raises at once: KeyboardInterrupt for SIGINT,
+    else GenerateStopped with `at_once` as the message; other later signals change nothing (torchrun forwards
+    its own SIGTERM to every worker). A handler is installed only where the current one is the default
+    (SIG_DFL, or Python's KeyboardInterrupt for SIGINT), and only in the main thread (elsewhere nothing
+    changes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+                 escalate: tuple[int, ...] | None = None,
+                 at_once: str = "stopped at once by a second signal; a file being written is not kept, every "
+                                "other finished image is; run the same command again to resume") -> None:
         self.signum: int | None = None
+        self.signals = signals
+        self.escalate = signals if escalate is None else escalate
+        self.at_once = at_once
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
-            for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+            for signum in self.signals:
+                default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
                 if signal.getsignal(signum) is default:
                     self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -75,9 +86,8 @@ class StopSignals:
     def _handle(self, signum: int, frame: object) -> None:
         if self.signum is None:
             self.signum = signum
-            return
-        raise self.exception("stopped at once by a second signal; a file being written is not kept, every "
-                             "other finished image is; run the same command again to resume", signum)
+        elif signum in self.escalate:
+            raise self.exception(self.at_once, signum)
 
     def __bool__(self) -> bool:
         return self.signum is not None

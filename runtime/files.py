@@ -16,6 +16,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,21 @@ def temp_path(path: str | os.PathLike, pid: int | None = None) -> str:
     folder, name = os.path.split(os.fspath(path))
     stem, suffix = os.path.splitext(name)
     return os.path.join(folder, f".{stem}{TEMP_MARK}{os.getpid() if pid is None else pid}{suffix}")
+
+
+# `.STEM.tmp-PID.SUFFIX` (temp_path), `.NAME.tmp-PID` (earlier versions' temp files) and `.NAME.tmp-PID-XXXX`
+# (export's staging folders, from tempfile.mkdtemp)
+_TEMP_NAME = re.compile(r"^\.(.+)\.tmp-(\d+)(\.[^.]+|-[^.]+)?$")
+
+
+def temp_target(name: str) -> tuple[str, int] | None:
+    """(the name a temp file or staging folder was for, the pid of the process that made it), or None when
+    `name` is not a temp name."""
+    match = _TEMP_NAME.match(name)
+    if match is None:
+        return None
+    suffix = match.group(3) or ""
+    return match.group(1) + (suffix if suffix.startswith(".") else ""), int(match.group(2))
 
 
 def remove_quietly(path: str | os.PathLike) -> None:

@@ -27,10 +27,13 @@ import numpy as np
 
 from gancli.runtime import files
 from gancli.runtime.errors import GenerateError
+from gancli.runtime.latents import NO_TRUNCATION
 from gancli.runtime.writer import (FORMATS, HEADER_NAME, NPZ_CHUNK, FileNames, IndexSet, OnDisk, atomic_file,
                                    relpath_for, write_bytes_atomic, write_error)
 
-HEADER_VERSION = 1  # generate.json's "header_version"; files without one (gancli <= 0.2) are version 0
+# generate.json's "header_version"; files without one (gancli <= 0.2) are version 0. Version 2 adds
+# truncation_psi, which an older gancli would ignore, and so resume a truncated set without truncation.
+HEADER_VERSION = 2
 MAX_LINE = 1 << 16  # longer than any line gancli writes (a class name is a folder name: <= 255 bytes)
 # the lines gancli itself writes, parsed without json (a 10**9-line manifest is read at every resume);
 # anything else is parsed as JSON and checked
@@ -41,7 +44,7 @@ _FAST_LINE = re.compile(rb'^\{"index": (\d+), "seed": (\d+), "file": "([^"\\]+)"
 # ---- generate.json --------------------------------------------------------------------------------
 
 HEADER_TYPES = {"model_sha256": str, "seed": int, "format": str, "layout": str, "classes": (list, type(None)),
-                "labels": (list, type(None)), "header_version": int}
+                "labels": (list, type(None)), "header_version": int, "truncation_psi": (int, float)}
 HEADER_REQUIRED = ("model_sha256", "seed", "format")
 
 
@@ -267,8 +270,8 @@ class Manifest:
 
 
 def check_or_write_header(out_dir: Path, header: dict, describe_selection: Callable[[list[str] | None], str]) -> None:
-    """Refuse to mix sets: the folder's images must come from the same model file, seed, format, file
-    layout and class selection. Writes generate.json when there is none."""
+    """Refuse to mix sets: the folder's images must come from the same model file, seed, format, truncation,
+    file layout and class selection. Writes generate.json when there is none."""
     old = read_header(out_dir)
     if old is None:
         write_bytes_atomic(out_dir / HEADER_NAME, json.dumps(header, indent=2).encode())
@@ -277,6 +280,10 @@ def check_or_write_header(out_dir: Path, header: dict, describe_selection: Calla
         if old.get(key) != header[key]:
             raise GenerateError(f"{out_dir} holds images made with another {key.replace('_', ' ')} "
                                 f"({old.get(key)} vs {header[key]}); use another --out, or the same settings to resume")
+    old_psi = old.get("truncation_psi", NO_TRUNCATION)
+    if old_psi != header["truncation_psi"]:
+        raise GenerateError(f"{out_dir} holds images made with --truncation {old_psi:g}, not {header['truncation_psi']:g}; "
+                            f"use another --out, or --truncation {old_psi:g} to resume")
     old_layout = old.get("layout", "flat")
     if old_layout != header["layout"]:
         raise GenerateError(f"{out_dir} holds images in the {old_layout} layout, not {header['layout']}; "

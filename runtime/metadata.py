@@ -14,11 +14,13 @@ import json
 from dataclasses import asdict, dataclass
 
 from gancli.runtime.errors import GenerateError
+from gancli.runtime.jsonfile import check_format
 
 METADATA_KEY = "gancli"
-METADATA_FORMAT_VERSION = 2  # the newest this version reads
-UNCONDITIONAL_FORMAT_VERSION = 1  # what an unconditional model is written as: version 1, unchanged
+METADATA_FORMAT_VERSION = 3  # the newest this version reads
+UNCONDITIONAL_FORMAT_VERSION = 1  # an unconditional model of gancli <= 0.2
 CONDITIONAL_FORMAT_VERSION = 2  # adds class_names and the `label` input
+WIDTH_FORMAT_VERSION = 3  # adds the network's width, which eval's untrained ceiling needs: what gancli writes now
 INPUT_NAME = "z"
 LABEL_NAME = "label"  # conditional models only: int64 [batch], indices into class_names
 OUTPUT_NAME = "images"
@@ -54,6 +56,7 @@ class ModelMetadata:
     format_version: int = UNCONDITIONAL_FORMAT_VERSION
     # a class-conditional model: label i means class_names[i]; () when unconditional (older files have no key)
     class_names: tuple[str, ...] = ()
+    width: int | None = None  # dcgan: channels at the finest resolution (None: a file of gancli <= 0.2)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -78,7 +81,9 @@ class ModelMetadata:
         if self.conditional:
             data["class_names"] = list(self.class_names)
         else:
-            del data["class_names"]  # an unconditional model's metadata is version 1's, key for key
+            del data["class_names"]  # an unconditional model has no class_names key
+        if self.width is None:
+            del data["width"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -92,8 +97,8 @@ class ModelMetadata:
                 data["class_names"] = tuple(str(name) for name in data["class_names"])
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise MetadataError(f"{source}: gancli metadata is not valid JSON of the expected form ({e})") from e
-        if isinstance(data.get("format_version"), int) and data["format_version"] > METADATA_FORMAT_VERSION:
-            raise MetadataError(f"{source}: metadata format {data['format_version']} is newer than this gancli reads; upgrade gancli")
+        check_format(data, source, None, METADATA_FORMAT_VERSION, MetadataError, "re-export the model",
+                     "gancli model metadata")
         try:
             meta = cls(**data)
         except TypeError as e:

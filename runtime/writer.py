@@ -46,9 +46,7 @@ FILE_LAYOUTS = (LAYOUT_FLAT, LAYOUT_IMAGEFOLDER)
 SCAN_CHUNK = 10_000  # names held in memory at once while scanning a folder
 SCAN_BLOCK = 100_000  # indices looked up on disk at once (ten flat folders): memory stays flat for any N
 MAX_IMAGES = 10 ** 9  # names have 9 digits (000000000 to 999999999) and flat folders 5 (00000 to 99999)
-_IMAGE_NAME = re.compile(r"^(\d{9})\.(png|jpg|npz)$")
-# runtime.files' temp names, `.000000042.tmp-PID.png`, and the `.000000042.png.tmp-PID` of earlier versions
-_TEMP_NAME = re.compile(r"^\.(\d{9})(?:\.tmp-(\d+)\.(png|jpg|npz)|\.(png|jpg|npz)\.tmp-(\d+))$")
+_IMAGE_NAME = re.compile(r"^(\d{9})\.(png|jpg|npz)$")  # an image or npz chunk, and what a temp file was for
 # OpenCV's default PNG settings were the fastest measured (2.5k/s vs 1.3k/s at level 1, 64x64 RGB)
 _ENCODE_PARAMS = {"png": [], "jpg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]}
 
@@ -373,11 +371,12 @@ class OnDisk:
             yield indices[(indices >= lo) & (indices < hi)]
 
     def _remove_dead_temp(self, entry: os.DirEntry) -> None:
-        match = _TEMP_NAME.match(entry.name)
+        temp = files.temp_target(entry.name)
+        match = _IMAGE_NAME.match(temp[0]) if temp else None
         if not match:
             return
-        lo, hi = _span(int(match.group(1)), match.group(3) or match.group(4))
-        if lo < self.stop and hi > self.start and not files.process_alive(int(match.group(2) or match.group(5))):
+        lo, hi = _span(int(match.group(1)), match.group(2))
+        if lo < self.stop and hi > self.start and not files.process_alive(temp[1]):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
 

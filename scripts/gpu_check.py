@@ -35,8 +35,8 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("error: no CUDA GPU visible to torch; run this on a machine with one")
     from gancli.export.api import export_generator
-    from gancli.gan.config import resolve_config
-    from gancli.gan.train import train
+    from gancli.gan.training.config import resolve_config
+    from gancli.gan.training.loop import train
     from gancli.runtime.generate import generate
     from gancli.runtime.session import GeneratorSession
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from gancli.gan.classifier import CLASSIFIER_DIR, ClassifierSpec, classifier_outputs, save_classifier, train_classifier
+from gancli.gan.metrics.detectors.mnist_classifier import CLASSIFIER_DIR, ClassifierSpec, classifier_outputs, save_classifier, train_classifier
 from gancli.gan.data import resolve_data_root
-from gancli.gan.real_data import load_mnist_nhwc
+from gancli.gan.metrics.references import load_mnist_nhwc
 
 
 def parse_args() -> argparse.Namespace:

@@ -8,7 +8,7 @@ import pytest
 from gancli.export.parity import check_parity
 from gancli.gan.artifact import load_generator
 from gancli.models import models_dir
-from gancli.runtime.generate import resolve_model
+from gancli.runtime.models import resolve_model
 from gancli.runtime.session import GeneratorSession
 
 MODELS_DIR = models_dir()

@@ -1,0 +1,1 @@
+"""Scoring generators: feature statistics, FID/KID/IS, references, memorisation, conditional scores."""

@@ -1,0 +1,1 @@
+"""Training: the config, the loop, checkpoints and run folders, losses, augmentation, torchrun."""

@@ -1,0 +1,167 @@
+"""`--init-from MODEL`: start a run from a trained model's weights (G, its EMA and D) with fresh optimizers,
+to continue training on the same data or to fine-tune on another folder (StyleGAN2-ADA's `--resume=ffhq256`;
+`--freeze-d N` keeps D's first N layers fixed, FreezeD of Mo et al., 2020, for a few hundred images).
+
+MODEL is a shipped model's name, a run folder (its checkpoint's G, EMA G and D) or a model folder: generator.json
++ generator.safetensors (the EMA generator), config.json (what built it), discriminator.safetensors (D) and,
+in a training state, generator-train.safetensors (G itself; without it G starts as the EMA generator). The
+architecture comes from the model: options that shape the networks and were not given are taken from its
+config.json, and one given with another value is one ConfigError line naming it. The run records where it
+started and the images its weights had seen (`lineage`, in config.json and generator.json).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from gancli.gan.artifact import SPEC_NAME, WEIGHTS_NAME, load_spec, load_verified_state
+from gancli.gan.errors import ArtifactError, ConfigError
+from gancli.models import models_dir
+
+DISCRIMINATOR_NAME = "discriminator.safetensors"
+DISCRIMINATOR_FORMAT = "gancli-discriminator"
+TRAIN_GENERATOR_NAME = "generator-train.safetensors"
+CHECKPOINT_NAME = "checkpoint.pt"
+SOURCE_CONFIG_NAME = "config.json"
+# the options that shape G and D: a model's weights fit only networks built with its values
+ARCHITECTURE = ("arch", "latent_dim", "img_size", "channels", "width", "g_dropout", "spectral_norm", "d_batch_norm", "d_depth",
+                "conditional")
+
+
+def resolve_source(model: str | Path) -> Path:
+    """The folder of `model`: a shipped model's name, or a run or model folder; else one ConfigError line."""
+    shipped = models_dir() / str(model)
+    folder = shipped if "/" not in str(model) and (shipped / SPEC_NAME).is_file() else Path(model).expanduser()
+    if not (folder / SPEC_NAME).is_file() or not (folder / SOURCE_CONFIG_NAME).is_file():
+        raise ConfigError(f"--init-from {model}: not a shipped model, nor a run or model folder with {SPEC_NAME} and "
+                          f"{SOURCE_CONFIG_NAME}; pass a name from `gancli generate --help` or a `gancli train` run folder")
+    return folder
+
+
+def source_options(folder: Path) -> dict[str, Any]:
+    """The architecture options of the model in `folder`, from its config.json (older configs lack d_depth: 1)."""
+    from gancli.gan.training.config import TrainConfig
+
+    cfg = TrainConfig.load(folder / SOURCE_CONFIG_NAME, "pass a model folder written by gancli")
+    return {name: getattr(cfg, name) for name in ARCHITECTURE}
+
+
+def architecture_from_source(model: str | Path, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with every architecture option that was not given (None) taken from `model`; ConfigError naming
+    each one that was given with a value the model's weights cannot take."""
+    folder = resolve_source(model)
+    theirs = source_options(folder)
+    differ = [f"--{name.replace('_', '-')} {options[name]} here, {theirs[name]} in the model"
+              for name in ARCHITECTURE if options.get(name) is not None and options[name] != theirs[name]]
+    if differ:
+        raise ConfigError(f"--init-from {model} has another architecture: {'; '.join(differ)}; drop those flags "
+                          f"(the model's own are used) or start without --init-from")
+    return {**options, **{name: value for name, value in theirs.items() if options.get(name) is None}}
+
+
+def lineage(model: str | Path) -> dict[str, Any]:
+    """What a run started from: the model, its generator's weights hash and the images its weights had seen (None
+    when its files do not say)."""
+    folder = resolve_source(model)
+    spec = json.loads((folder / SPEC_NAME).read_text())
+    earlier = spec.get("lineage") or {}
+    return {"init_from": str(model), "weights_sha256": spec.get("weights_sha256"),
+            "images_seen_before": earlier.get("images_seen"), "train_hours_before": earlier.get("train_hours", 0)}
+
+
+def source_weights(model: str | Path) -> tuple[dict, dict, dict | None]:
+    """(G, EMA G, D) state dicts of `model`; D is None when the model carries no discriminator."""
+    folder = resolve_source(model)
+    checkpoint = folder / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        from gancli.gan.training.checkpoint import read_checkpoint
+
+        state = read_checkpoint(checkpoint, torch.device("cpu"))
+        return state["G"], state["G_ema"], state["D"]
+    spec = load_spec(folder)
+    ema = load_verified_state(folder / WEIGHTS_NAME, spec.weights_sha256, SPEC_NAME)
+    G = read_weights(folder / TRAIN_GENERATOR_NAME) if (folder / TRAIN_GENERATOR_NAME).is_file() else ema
+    D = read_weights(folder / DISCRIMINATOR_NAME) if (folder / DISCRIMINATOR_NAME).is_file() else None
+    return G, ema, D
+
+
+def read_weights(path: Path) -> dict:
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors reports damage as SafetensorError, OSError or ValueError
+        raise ArtifactError(f"{path} is not a readable safetensors file ({str(e)[:100]}); copy the model again") from e
+
+
+def start_from(trainer: Any, model: str | Path, freeze_d: int, say) -> None:
+    """Load `model`'s weights into a fresh Trainer (its optimizers stay fresh) and freeze D's first layers."""
+    G, ema, D = source_weights(model)
+    try:
+        trainer.G.load_state_dict(G)
+        trainer.ema.module.load_state_dict(ema)
+        if D is not None:
+            trainer.D.load_state_dict(D)
+    except RuntimeError as e:
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise ConfigError(f"--init-from {model} does not fit this run's networks ({detail[min(1, len(detail) - 1)][:120]}); "
+                          f"a conditional model needs the same number of classes") from e
+    # the loaded EMA is already an average: it goes on at the configured decay, without the ramp of a fresh run
+    decay = trainer.cfg.ema_decay
+    trainer.ema.num_updates = max(0, round((10 * decay - 1) / (1 - decay))) if decay < 1 else 0
+    if D is None:
+        say(f"--init-from {model}: it carries no {DISCRIMINATOR_NAME}, so D starts from random weights")
+    if freeze_d:
+        frozen = freeze_first_layers(trainer.D, freeze_d)
+        say(f"--freeze-d {freeze_d}: D's first {frozen} weight layers are fixed")
+
+
+def freeze_first_layers(D: torch.nn.Module, n: int) -> int:
+    """Fix the parameters of D's first `n` layers with weights (in forward order), as FreezeD does; returns how
+    many were frozen."""
+    layers = [m for m in D.modules() if any(True for _ in m.parameters(recurse=False))]
+    for layer in layers[:n]:
+        layer.requires_grad_(False)
+    return min(n, len(layers))
+
+
+def save_training_state(run_dir: Path, out_dir: Path) -> Path:
+    """A model folder to continue `run_dir` from with --init-from, from its last checkpoint, weights only (no
+    optimizer state): the EMA generator as generator.safetensors + generator.json (its lineage: images seen and
+    training hours in all), G as generator-train.safetensors, D as discriminator.safetensors, and the run's
+    config.json (without the paths of the machine it ran on), metrics.csv, loss.png and last sample grid."""
+    import hashlib
+    import shutil
+
+    from gancli.gan.artifact import GeneratorSpec, state_bytes, write_pair
+    from gancli.gan.training.checkpoint import read_checkpoint
+    from gancli.gan.training.config import TrainConfig
+    from gancli.runtime.files import write_bytes_atomic, write_text_atomic
+
+    cfg = TrainConfig.load(run_dir / SOURCE_CONFIG_NAME)
+    state = read_checkpoint(run_dir / CHECKPOINT_NAME, torch.device("cpu"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = state["step"] * cfg.batch_size * state["world_size"]
+    before = (cfg.lineage or {}).get("images_seen_before") if cfg.init_from else 0
+    hours = sum(row["seconds"] for row in state["history"]) / 3600 + ((cfg.lineage or {}).get("train_hours_before") or 0)
+    lineage = {**(cfg.lineage or {"init_from": None, "weights_sha256": None}), "images_seen_before": before,
+               "images_this_run": images, "images_seen": None if before is None else before + images,
+               "train_hours": round(hours, 3)}
+    ema = state_bytes(state["G_ema"], "gancli-generator")
+    spec = GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
+                         width=cfg.width, dataset=cfg.dataset_name, epochs=state["epoch"], seed=cfg.seed,
+                         g_dropout=cfg.g_dropout, class_names=[], quality=state.get("best"), lineage=lineage,
+                         weights_sha256=hashlib.sha256(ema).hexdigest())
+    write_pair(out_dir / WEIGHTS_NAME, ema, out_dir / SPEC_NAME, spec.to_json())
+    write_bytes_atomic(out_dir / TRAIN_GENERATOR_NAME, state_bytes(state["G"], "gancli-generator"))
+    write_bytes_atomic(out_dir / DISCRIMINATOR_NAME, state_bytes(state["D"], DISCRIMINATOR_FORMAT))
+    cfg.out_dir, cfg.data_root, cfg.threads = "runs", None, None  # where it ran is no property of the model
+    write_text_atomic(out_dir / SOURCE_CONFIG_NAME, cfg.to_json())
+    for name in ("metrics.csv", "loss.png"):
+        shutil.copyfile(run_dir / name, out_dir / name)
+    grids = sorted((run_dir / "samples").glob("epoch*.png"))
+    if grids:
+        shutil.copyfile(grids[-1], out_dir / "samples.png")
+    return out_dir

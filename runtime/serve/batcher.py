@@ -1,0 +1,159 @@
+"""Dynamic batching, as Triton's dynamic batcher does it: the requests for one model that arrive within
+`max_delay` of the first one waiting are run as one onnxruntime batch of up to `max_batch` images.
+
+Requests come from the event loop (`await batcher.images(...)`); one worker thread per model owns the
+session (an onnxruntime session is run from one thread here), makes each request's z with
+runtime/latents.py, runs the batch and hands each request its rows back on its loop. Rows do not
+depend on what they are batched with (checked for the shipped graphs on the CPU), so batching never
+changes pixels. The images waiting for a batch are bounded: past `max_queue`, `images` raises QueueFull
+at once (the app answers 503 with Retry-After) rather than letting memory and latency grow.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from gancli.runtime.latents import latents
+from gancli.runtime.session import GeneratorSession
+
+RETRY_SECONDS = 0.005  # how often a stream waits for room in a full queue
+
+
+class QueueFull(Exception):
+    """More images are waiting for a batch than the queue holds: try again shortly."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One request's share of a batch: its images' (seed, index, label, psi), and where the rows go."""
+
+    seed: int
+    indices: np.ndarray
+    labels: np.ndarray | None
+    truncation: float
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future, result: np.ndarray | BaseException) -> None:
+    """On the request's loop: a client that went away has cancelled its future; nothing to hand it."""
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class Batcher:
+    """The batching worker of one model; `on_batch(images, seconds)` is told of each batch it runs."""
+
+    def __init__(self, name: str, session: GeneratorSession, max_batch: int, max_delay_s: float, max_queue: int,
+                 on_batch: Callable[[int, float], None] = lambda images, seconds: None):
+        self.session = session
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
+        self._waiting = 0  # images submitted and not yet in a running batch
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name=f"gancli-batcher-{name}", daemon=True)
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Run what is queued, then stop the worker."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    async def images(self, seed: int, indices: np.ndarray, labels: np.ndarray | None, truncation: float,
+                     wait_for_room: bool = False) -> np.ndarray:
+        """uint8 [len(indices), H, W, C] (at most max_batch images). A full queue raises QueueFull, or with
+        wait_for_room (a stream already answering) waits until there is room."""
+        while not self._reserve(len(indices)):
+            if not wait_for_room:
+                raise QueueFull
+            await asyncio.sleep(RETRY_SECONDS)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(Pending(seed, indices, labels, truncation, future, loop))
+        return await future
+
+    def _reserve(self, count: int) -> bool:
+        with self._lock:
+            # an empty queue takes any request, so one larger than max_queue is not refused forever
+            if self._waiting and self._waiting + count > self.max_queue:
+                return False
+            self._waiting += count
+            return True
+
+    def _work(self) -> None:
+        carried: Pending | None = None  # a request that did not fit the last batch: first in the next
+        while True:
+            first = carried if carried is not None else self._queue.get()
+            if first is None:
+                return
+            batch, carried, stop = self._collect(first)
+            self._run(batch)
+            if stop:
+                if carried is not None:
+                    self._run([carried])
+                return
+
+    def _collect(self, first: Pending) -> tuple[list[Pending], Pending | None, bool]:
+        """The batch that starts with `first`: whatever arrives until it is full or max_delay has passed.
+        Returns (batch, a request that did not fit, whether the stop sentinel came)."""
+        batch, count = [first], len(first.indices)
+        deadline = time.monotonic() + self.max_delay_s
+        while count < self.max_batch:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, None, True
+            if count + len(item.indices) > self.max_batch:
+                return batch, item, False
+            batch.append(item)
+            count += len(item.indices)
+        return batch, None, False
+
+    def _run(self, batch: list[Pending]) -> None:
+        with self._lock:
+            self._waiting -= sum(len(p.indices) for p in batch)
+        live = [p for p in batch if not p.future.done()]  # a cancelled request (client gone) costs nothing
+        if not live:
+            return
+        started = time.perf_counter()
+        try:
+            dim = self.session.metadata.latent_dim
+            z = np.concatenate([latents(p.seed, p.indices, dim, p.truncation) for p in live])
+            labels = None if live[0].labels is None else np.concatenate([p.labels for p in live])
+            images = self.session.images(z, labels)
+        except Exception as e:  # noqa: BLE001 (each request gets the error; the worker keeps serving)
+            for p in live:
+                p.loop.call_soon_threadsafe(_resolve, p.future, e)
+            return
+        self.on_batch(len(z), time.perf_counter() - started)
+        offset = 0
+        for p in live:
+            rows = images[offset:offset + len(p.indices)]
+            offset += len(p.indices)
+            p.loop.call_soon_threadsafe(_resolve, p.future, rows)

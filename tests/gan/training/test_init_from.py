@@ -1,0 +1,91 @@
+"""gan/training/init_from.py: --init-from starts from a model's G, EMA G and D with its architecture, refuses
+one that does not fit in one line before anything is written, and records the lineage."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import gancli
+from gancli.cli import app
+from gancli.gan.errors import ConfigError
+from gancli.gan.training import init_from
+from gancli.gan.training.checkpoint import read_checkpoint
+from gancli.models import models_dir
+
+QUICK = dict(limit=256, n_epochs=1, eval_every=0, width=8, batch_size=64, threads=1, sample_interval=1000)
+
+
+@pytest.fixture(scope="module")
+def first_run(data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return gancli.train("mnist", data_root=str(data_root), out_dir=str(out), **QUICK)
+
+
+def test_a_run_continues_from_the_saved_state_with_its_weights_and_lineage(first_run, data_root, tmp_path):
+    state = init_from.save_training_state(first_run, tmp_path / "state")
+    assert {p.name for p in state.iterdir()} >= {"generator.json", "generator.safetensors", "config.json",
+                                                 init_from.DISCRIMINATOR_NAME, init_from.TRAIN_GENERATOR_NAME}
+    saved = read_checkpoint(first_run / "checkpoint.pt", torch.device("cpu"))
+    seen = json.loads((state / "generator.json").read_text())["lineage"]["images_seen"]
+    assert seen == saved["step"] * 64
+    G, ema, D = init_from.source_weights(state)
+    for mine, theirs in ((G, saved["G"]), (ema, saved["G_ema"]), (D, saved["D"])):
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+    cfg = gancli.train_config("mnist", init_from=str(state), data_root=str(data_root), n_epochs=1)
+    assert cfg.width == 8 and cfg.lineage["images_seen_before"] == seen  # the model's width, not the preset's
+    run = gancli.train("mnist", init_from=str(state), data_root=str(data_root), out_dir=str(tmp_path / "runs"),
+                       **{k: v for k, v in QUICK.items() if k != "width"})
+    lineage = json.loads((run / "generator.json").read_text())["lineage"]
+    assert lineage["init_from"] == str(state) and lineage["images_seen"] == seen + lineage["images_this_run"]
+    assert json.loads((run / "config.json").read_text())["init_from"] == str(state)
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--width", "16"], "--width 16 here, 8 in the model"),
+    (["--arch", "mlp"], "--arch mlp here, dcgan in the model"),
+])
+def test_an_architecture_that_differs_is_one_line_and_no_run_folder(first_run, data_root, tmp_path, flags, says):
+    result = CliRunner().invoke(app, ["train", "--init-from", str(first_run), "--data-root", str(data_root),
+                                      "--out-dir", str(tmp_path / "runs"), *flags])
+    assert result.exit_code == 1 and says in result.output and result.output.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists()
+
+
+def test_classes_that_differ_are_one_line_and_no_run_folder(first_run, data_root, tmp_path):
+    """The MNIST run is unconditional; a conditional run on the same model cannot take its weights."""
+    with pytest.raises(ConfigError, match="--conditional True here, False in the model"):
+        gancli.train_config("mnist", init_from=str(first_run), conditional=True)
+    from PIL import Image
+
+    folder = tmp_path / "two-classes"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (28, 28), 40 * i).save(folder / name / f"{i}.png")
+    with pytest.raises(ConfigError, match="a conditional model needs the same number of classes"):
+        gancli.train(str(folder), init_from="mnist-cdcgan", out_dir=str(tmp_path / "runs"),
+                     **QUICK | {"width": None, "limit": None})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_model_is_one_line():
+    with pytest.raises(ConfigError, match="not a shipped model"):
+        gancli.train_config("mnist", init_from="no-such-model")
+
+
+def test_a_shipped_model_gives_its_architecture():
+    shipped = json.loads((models_dir() / "mnist-dcgan" / "config.json").read_text())
+    cfg = gancli.train_config("mnist", init_from="mnist-dcgan")
+    assert (cfg.width, cfg.d_depth, cfg.init_from) == (shipped["width"], shipped.get("d_depth", 1), "mnist-dcgan")
+
+
+def test_freeze_d_fixes_the_first_layers_of_d():
+    D = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+    assert init_from.freeze_first_layers(D, 2) == 2
+    assert [p.requires_grad for p in D.parameters()] == [False, False, False, False, True, True]
+    with pytest.raises(ConfigError, match="--freeze-d"):
+        gancli.train_config("mnist", freeze_d=2)

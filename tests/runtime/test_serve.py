@@ -1,0 +1,310 @@
+"""`gancli serve` (runtime/serve/): a real server in a subprocess on a free loopback port, spoken to over HTTP.
+
+Same pixels as `gancli generate`; every bad input is a 4xx with a JSON {"error": ...} body and the server stays
+up; concurrent requests are batched; a full queue is a 503 with Retry-After; the API key; SIGTERM with
+requests in flight finishes them and exits 0; the gallery page loads its images in headless Chromium.
+Torch-free: shipped models only.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gancli.cli import app
+
+START_SECONDS = 60
+MODELS = ["--model", "mnist-mlp", "--model", "mnist-cdcgan", "--model", "cats-dcgan"]
+
+
+class Server:
+    """`gancli serve --port 0 ARGS` in a subprocess; `url` once it listens."""
+
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None):
+        self.log = tmp / "serve.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "gancli.cli", "serve", "--port", "0", "--device", "cpu", *args],
+                                     stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        ready, _, _ = select.select([self.proc.stdout], [], [], START_SECONDS)
+        line = self.proc.stdout.readline() if ready else ""
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if match is None:
+            self.stop()
+            raise AssertionError(f"the server did not start: {line!r} {self.log.read_text()}")
+        self.url = f"http://127.0.0.1:{match.group(1)}"
+
+    def client(self, **options) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **options)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("serve"), *MODELS)
+    yield running
+    assert running.stop() == 0
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return image[..., None] if image.ndim == 2 else image
+
+
+def generated(tmp_path: Path, *args: str) -> list[np.ndarray]:
+    """The decoded PNGs of `gancli generate ARGS`, by index."""
+    result = CliRunner().invoke(app, ["generate", "--out", str(tmp_path), "--device", "cpu", *args])
+    assert result.exit_code == 0, result.output
+    return [png_pixels(f.read_bytes()) for f in sorted(tmp_path.glob("*/*.png"))]
+
+
+# ---- same pixels as gancli generate ---------------------------------------------------------------
+
+@pytest.mark.parametrize("model, query, args", [
+    ("cats-dcgan", "seed=2", ["--seed", "2"]),
+    ("mnist-cdcgan", "seed=5&class=3,7&truncation=0.8", ["--seed", "5", "--class", "3,7", "--truncation", "0.8"]),
+    ("mnist-cdcgan", "seed=1", ["--seed", "1"]),  # no class: image i gets class i mod 10, as generate does
+])
+def test_an_image_is_the_same_pixels_as_gancli_generate(server, tmp_path, model, query, args):
+    files = generated(tmp_path, "-n", "12", "--model", model, *args)
+    with server.client() as client:
+        for index in (0, 5, 11):
+            response = client.get(f"/v1/models/{model}/images/{index}.png?{query}")
+            assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+            np.testing.assert_array_equal(png_pixels(response.content), files[index])
+
+
+def test_a_zip_and_an_npz_are_the_same_pixels_as_gancli_generate(server, tmp_path):
+    files = generated(tmp_path, "-n", "40", "--model", "mnist-cdcgan", "--seed", "9", "--class", "2,8")
+    body = {"n": 30, "start": 10, "seed": 9, "class": "2,8"}
+    with server.client() as client:
+        archive = zipfile.ZipFile(io.BytesIO(client.post("/v1/models/mnist-cdcgan/images", json=body).content))
+        npz = np.load(io.BytesIO(client.post("/v1/models/mnist-cdcgan/images", json={**body, "format": "npz"}).content))
+    assert archive.namelist() == [f"{i:09d}.png" for i in range(10, 40)]
+    for name in archive.namelist():
+        np.testing.assert_array_equal(png_pixels(archive.read(name)), files[int(name[:9])])
+    np.testing.assert_array_equal(npz["images"], np.stack(files[10:40]))
+    np.testing.assert_array_equal(npz["indices"], np.arange(10, 40))
+    np.testing.assert_array_equal(npz["labels"], [2, 8] * 15)
+
+
+def test_an_image_is_immutable_and_revalidates_by_etag(server):
+    with server.client() as client:
+        first = client.get("/v1/models/mnist-mlp/images/3.png?seed=4")
+        assert "immutable" in first.headers["cache-control"] and first.headers["etag"]
+        again = client.get("/v1/models/mnist-mlp/images/3.png?seed=4", headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and not again.content
+        other = client.get("/v1/models/mnist-mlp/images/3.png?seed=4&truncation=0.5")
+        assert other.headers["etag"] != first.headers["etag"]
+
+
+def test_models_health_readiness_and_the_schema(server):
+    with server.client() as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert models["cats-dcgan"] | {"device": "cpu"} == {
+            "name": "cats-dcgan", "image_shape": [64, 64, 3], "classes": [], "latent_dim": 100, "precision": "fp32",
+            "arch": "dcgan", "dataset": "cats", "device": "cpu"}
+        assert models["mnist-cdcgan"]["classes"] == [str(d) for d in range(10)]
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json() == {"ready": True, "models": ["mnist-mlp", "mnist-cdcgan", "cats-dcgan"]}
+        paths = client.get("/openapi.json").json()["paths"]
+        assert {"/v1/models", "/v1/models/{name}/images/{index}.png", "/v1/models/{name}/images"} <= set(paths)
+        assert client.get("/docs").status_code == 200
+
+
+# ---- bad input: a 4xx with a JSON error, and the server stays up -----------------------------------
+
+IMAGE = "/v1/models/mnist-cdcgan/images"
+BAD_REQUESTS = {
+    "unknown model": ("GET", "/v1/models/nope/images/0.png", None, 404, "no model 'nope' here"),
+    "negative index": ("GET", f"{IMAGE}/-1.png", None, 400, "index -1"),
+    "index 10**9": ("GET", f"{IMAGE}/1000000000.png", None, 400, "indices are 0 to 999,999,999"),
+    "index not a number": ("GET", f"{IMAGE}/x.png", None, 400, "index"),
+    "seed not an integer": ("GET", f"{IMAGE}/0.png?seed=1.5", None, 400, "seed"),
+    "seed negative": ("GET", f"{IMAGE}/0.png?seed=-1", None, 400, "seed must be"),
+    "seed 2**128": ("GET", f"{IMAGE}/0.png?seed={2 ** 128}", None, 400, "seed must be"),
+    "class on an unconditional model": ("GET", "/v1/models/mnist-mlp/images/0.png?class=3", None, 400, "unconditional"),
+    "class it lacks": ("GET", f"{IMAGE}/0.png?class=cat", None, 400, "no such class"),
+    "truncation 0": ("GET", f"{IMAGE}/0.png?truncation=0", None, 400, "truncation"),
+    "truncation over 1": ("GET", f"{IMAGE}/0.png?truncation=1.5", None, 400, "truncation"),
+    "truncation nan": ("GET", f"{IMAGE}/0.png?truncation=nan", None, 400, "truncation"),
+    "n over the cap": ("POST", IMAGE, {"n": 1025}, 400, "n must be between 1 and 1,024"),
+    "n zero": ("POST", IMAGE, {"n": 0}, 400, "n must be"),
+    "n missing": ("POST", IMAGE, {"seed": 1}, 400, "n: Field required"),
+    "seed a string": ("POST", IMAGE, {"n": 2, "seed": "1"}, 400, "seed"),
+    "unknown field": ("POST", IMAGE, {"n": 2, "colour": "red"}, 400, "colour"),
+    "unknown format": ("POST", IMAGE, {"n": 2, "format": "tar"}, 400, "format"),
+    "indices past 10**9": ("POST", IMAGE, {"n": 2, "start": 999_999_999}, 400, "indices 999999999 to 1000000000"),
+    "malformed JSON": ("POST", IMAGE, b'{"n": 2', 400, "malformed JSON"),
+    "a body over the limit": ("POST", IMAGE, b'{"n": 2, "x": "' + b"x" * 70_000 + b'"}', 413, "over this server's limit"),
+    "unknown route": ("GET", "/v2/anything", None, 404, "Not Found"),
+    "wrong method": ("DELETE", IMAGE, None, 405, "Method Not Allowed"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_bad_input_is_a_4xx_with_a_json_error(server, case):
+    method, url, body, status, message = BAD_REQUESTS[case]
+    with server.client() as client:
+        content = body if isinstance(body, bytes) else None
+        response = client.request(method, url, json=None if content else body, content=content,
+                                  headers={"content-type": "application/json"} if content else None)
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert message in error and "\n" not in error and "Traceback" not in error
+        assert client.get("/healthz").status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused_too(server):
+    with server.client() as client:
+        chunks = (b"x" * 10_000 for _ in range(10))  # no Content-Length: counted while read
+        response = client.post(IMAGE, content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+# ---- batching and back-pressure --------------------------------------------------------------------
+
+async def get_all(url: str, paths: list[str]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+        return await asyncio.gather(*(client.get(path) for path in paths))
+
+
+def batch_sizes(metrics: str, model: str) -> tuple[float, float]:
+    """(batches, batches of one image) so far."""
+    count = float(re.search(rf'gancli_batch_size_count{{model="{model}"}} (\S+)', metrics).group(1))
+    ones = float(re.search(rf'gancli_batch_size_bucket{{le="1.0",model="{model}"}} (\S+)', metrics).group(1))
+    return count, ones
+
+
+def test_concurrent_requests_are_batched(server):
+    responses = asyncio.run(get_all(server.url, [f"/v1/models/cats-dcgan/images/{i}.png?seed=11" for i in range(48)]))
+    assert all(r.status_code == 200 for r in responses)
+    with server.client() as client:
+        metrics = client.get("/metrics").text
+    count, ones = batch_sizes(metrics, "cats-dcgan")
+    assert count > ones  # some batch held more than one image
+    assert re.search(r'gancli_requests_total{method="GET",route="/v1/models/{name}/images/{index}.png",status="200"}',
+                     metrics)
+    assert "gancli_request_seconds_bucket" in metrics and 'gancli_queue_depth{model="cats-dcgan"}' in metrics
+
+
+def test_a_full_queue_is_a_503_with_retry_after(tmp_path):
+    server = Server(tmp_path, "--model", "cats-dcgan", "--max-batch", "1", "--max-queue", "1")
+    try:
+        responses = asyncio.run(get_all(server.url, [f"/v1/models/cats-dcgan/images/{i}.png" for i in range(64)]))
+        busy = [r for r in responses if r.status_code == 503]
+        assert busy and all(r.status_code == 200 for r in responses if r not in busy)
+        assert busy[0].headers["retry-after"] == "1" and "busy" in busy[0].json()["error"]
+        with server.client() as client:
+            assert client.get("/v1/models/cats-dcgan/images/0.png").status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+# ---- security ----------------------------------------------------------------------------------------
+
+def test_an_api_key_guards_v1_only(tmp_path):
+    server = Server(tmp_path, "--model", "mnist-mlp", env={"GANCLI_API_KEY": "s3cret"})
+    try:
+        with server.client() as client:
+            refused = client.get("/v1/models")
+            assert refused.status_code == 401 and "API key" in refused.json()["error"]
+            assert client.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+            assert client.get("/v1/models/mnist-mlp/images/0.png", headers={"X-API-Key": "s3cret"}).status_code == 200
+            assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--host", "0.0.0.0"], "--host 0.0.0.0 opens the server beyond this machine; set --api-key"),
+    (["--model", "no-such-model"], "no model 'no-such-model'"),
+    (["--model", "a=mnist-mlp", "--model", "a=mnist-dcgan"], "the name 'a' is taken"),
+    (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_settings_are_one_error_line_before_anything_listens(args, message):
+    result = CliRunner().invoke(app, ["serve", *args], env={"GANCLI_API_KEY": ""})
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_a_taken_port_is_one_error_line(server):
+    port = server.url.rsplit(":", 1)[1]
+    result = CliRunner().invoke(app, ["serve", "--model", "mnist-mlp", "--port", port])
+    assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+# ---- SIGTERM -----------------------------------------------------------------------------------------
+
+def test_sigterm_finishes_the_requests_in_flight_then_exits_0(tmp_path):
+    server = Server(tmp_path, "--model", "cats-dcgan", "--max-batch", "16")
+    results: dict[str, object] = {}
+    started = threading.Event()
+
+    def download() -> None:
+        with server.client() as client, client.stream("POST", "/v1/models/cats-dcgan/images", json={"n": 1024}) as r:
+            started.set()
+            results["status"], results["body"] = r.status_code, r.read()
+
+    thread = threading.Thread(target=download)
+    thread.start()
+    assert started.wait(60)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(httpx.ConnectError):  # no longer accepting
+        httpx.get(server.url + "/healthz", timeout=5)
+    thread.join(60)
+    assert server.proc.wait(timeout=60) == 0
+    assert results["status"] == 200
+    assert len(zipfile.ZipFile(io.BytesIO(results["body"])).namelist()) == 1024
+
+
+# ---- torch-free, and the gallery -----------------------------------------------------------------------
+
+def test_serving_loads_no_torch():
+    probe = """
+import sys
+from gancli.runtime.serve.app import create_app
+from gancli.runtime.serve.registry import load_models
+from gancli.runtime.serve.settings import ServeSettings
+create_app(load_models(["mnist-mlp"], "cpu"), ServeSettings())
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision") or m.startswith(("gancli.gan", "gancli.export"))))
+import gancli.cli
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "[]"]
+
+
+def test_the_gallery_shows_images_that_loaded_in_headless_chromium(server):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's chromium)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000",
+                          "--dump-dom", server.url + "/"], capture_output=True, text=True, timeout=120).stdout
+    assert re.search(r'<body[^>]* data-loaded="48"', dom), dom[-2000:]
+    assert dom.count('data-loaded="true"') == 48
+    assert "48 of 48 images loaded" in dom
