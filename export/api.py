@@ -8,6 +8,7 @@ is left behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from gancli.export.parity import ParityReport, ParityResult, check_parity
 from gancli.export.torchscript import export_torchscript
 from gancli.export.wrapper import PRECISION_FP16, PRECISION_FP32, PRECISION_INT8
 from gancli.gan.artifact import GeneratorSpec, load_generator, resolve_artifact_dir
-from gancli.runtime.files import process_alive, temp_target, write_text_atomic
+from gancli.runtime.files import TEMP_MARK, process_alive, temp_target, write_text_atomic
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW, OUTPUT_UINT8_NHWC
 
 FORMATS = ("onnx", "torchscript", "all")
@@ -97,8 +98,9 @@ def export_generator(source: str | Path, fmt: str = "all", out_dir: str | Path |
         except ParityError as e:
             raise ParityError(f"{e}; nothing was written to {out_dir}") from e
         with staging_writes(out_dir):
-            write_text_atomic(staging / PARITY_NAME, report.to_json())
+            write_text_atomic(staging / PARITY_NAME, export_record(report, spec))
         files = move_into_place([*staged, staging / PARITY_NAME], out_dir)
+        remove_stale_files(out_dir, {p.name for p in planned})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result = ExportResult(out_dir, files, report)
@@ -117,7 +119,7 @@ def make_staging_dir(out_dir: Path) -> Path:
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_staging_dirs(out_dir)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{TEMP_MARK}{os.getpid()}-", dir=out_dir.parent))
     except OSError as e:
         raise ExportError(f"cannot write beside --out {out_dir} ({e.strerror}); pass a folder you can write to") from e
 
@@ -151,6 +153,24 @@ def write_file(G: nn.Module, spec: GeneratorSpec, planned: Planned, path: Path, 
     else:
         export_torchscript(G, spec, path, planned.output_kind, fp16)
     return path
+
+
+def export_record(report: ParityReport, spec: GeneratorSpec) -> str:
+    """parity.json: the folder's record of this export, its file list (the parity rows) and the one weights
+    digest they all carry; the runtime takes from a model folder only a graph this record lists."""
+    return json.dumps({**json.loads(report.to_json()), "weights_sha256": spec.weights_sha256}, indent=2)
+
+
+def remove_stale_files(out_dir: Path, written: set[str]) -> None:
+    """The files an earlier export left in `out_dir` that this one did not write (a re-export with fewer
+    formats): left there, one folder would mix two models."""
+    every = {p.name for p in plan_files("all", fp16=True, int8=True)}
+    for name in sorted(every - written):
+        try:
+            (out_dir / name).unlink(missing_ok=True)
+        except OSError as e:
+            raise ExportError(f"cannot remove {out_dir / name}, left by an earlier export ({e.strerror}); delete it: "
+                              f"the new export's parity.json does not list it") from e
 
 
 def move_into_place(staged: list[Path], out_dir: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """ONNX export with the torch.export-based exporter, metadata embedded, checked, written atomically."""
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -65,9 +66,30 @@ def without_stack_traces(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+@functools.lru_cache(maxsize=1)
+def newest_opset() -> int:
+    """The newest opset that both onnx and the installed onnxruntime take: exports are checked in onnxruntime,
+    which may lag onnx (onnx 1.23 writes 28, onnxruntime 1.31 runs up to 26). Probed with a one-node graph."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    for opset in range(onnx.defs.onnx_opset_version(), MIN_OPSET, -1):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+        imports = [helper.make_opsetid("", opset)]
+        model = helper.make_model(graph, opset_imports=imports, ir_version=helper.find_min_ir_version_for(imports))
+        try:
+            ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            return opset
+        except Exception:  # noqa: BLE001 (onnxruntime raises its own types for "opset not supported")
+            continue
+    return MIN_OPSET
+
+
 def check_opset(opset: int) -> None:
-    newest = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
+    newest = newest_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ExportError(f"--opset {opset} is not supported; use {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})")
 
 

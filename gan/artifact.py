@@ -76,14 +76,6 @@ class GeneratorSpec:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "generator.json") -> "GeneratorSpec":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ArtifactError(f"{source} is not valid JSON ({e}); {ARTIFACT_WAY_OUT}") from e
-        return cls.from_dict(data, source)
-
-    @classmethod
     def from_dict(cls, data: Any, source: str = "generator.json") -> "GeneratorSpec":
         """The spec in `data`; one ArtifactError line naming `source` when it is foreign, from a newer
         gancli, or has a field missing, unknown or of the wrong type."""

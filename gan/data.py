@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -108,6 +109,12 @@ def load_images(cfg: TrainConfig, download: bool = True) -> ImageData:
         raise DataError(f"--conditional needs a data set with two or more classes, but {source} has "
                         f"{'one class folder' if class_names else 'no class folders'}; put each class's images in "
                         f"a subfolder of its own (ImageFolder layout) or drop --conditional")
+    empty = [name for label, name in enumerate(class_names) if not (labels == label).any()]
+    if empty:  # a class with no image would be a label G is asked for but never learns
+        why = f"within --limit {cfg.limit}" if cfg.limit is not None else "that decodes"
+        raise DataError(f"--conditional: the class folder {empty[0]!r} of {source} holds no image {why}"
+                        f"{f' ({len(empty)} such classes)' if len(empty) > 1 else ''}; add images to it, remove it, "
+                        f"or drop --conditional")
     train, val = split_train_val(images, cfg.val_fraction, cfg.seed)
     train_labels, val_labels = split_train_val(labels, cfg.val_fraction, cfg.seed)  # the same permutation
     return ImageData(train=train, val=val, skipped=skipped, source=source, train_labels=train_labels,
@@ -186,10 +193,17 @@ def visible_files(folder: Path) -> list[Path]:
     return sorted(walk_visible(folder))
 
 
+# What `gancli generate` writes beside the images at the top of its folder: its records, not images, so its
+# `--layout imagefolder` output is a class folder as it is
+GENERATE_RECORDS = re.compile(r"^(generate(-\d+-of-\d+)?\.json|manifest(-\d+-of-\d+)?\.jsonl)$")
+
+
 def walk_visible(folder: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        yield from (Path(dirpath, name) for name in filenames if not name.startswith("."))
+        top = Path(dirpath) == folder
+        yield from (Path(dirpath, name) for name in filenames
+                    if not name.startswith(".") and not (top and GENERATE_RECORDS.match(name)))
 
 
 def folder_classes(folder: Path, files: list[Path]) -> tuple[torch.Tensor, list[str]]:

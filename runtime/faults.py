@@ -137,6 +137,7 @@ class FolderLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "FolderLock":
+        self.created = not os.path.exists(self.path)  # by this run: a refused run removes it again
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -164,6 +165,16 @@ class FolderLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock (forked workers that inherited it are gone by now)
             self._fd = None
+
+    def remove_unused(self, created_dir: Path | None = None) -> None:
+        """A refused run writes nothing: remove the lock file if this run made it (while holding it) and
+        `created_dir`, the folder this run made, when nothing else is in it."""
+        if self.created:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        if created_dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(created_dir)
 
 
 def read_holder(fd: int) -> str:

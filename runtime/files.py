@@ -165,6 +165,25 @@ def write_bytes_renamed(path: str | os.PathLike, data: bytes | np.ndarray) -> No
         raise
 
 
+# How a whole file of each format ends: PNG's IEND chunk (with its CRC), JPEG's end-of-image marker.
+_IMAGE_ENDS = {"png": b"\x00\x00\x00\x00IEND\xaeB`\x82", "jpg": b"\xff\xd9"}
+
+
+def whole_image(path: str | os.PathLike, fmt: str) -> bool:
+    """Whether the image file at `path` ends as a whole file of `fmt` does (one short read): an empty or
+    cut-off file, written by hand or another program (gancli's appear whole), is not an image."""
+    end = _IMAGE_ENDS[fmt]
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size < 8 + len(end):
+                return False
+            f.seek(size - len(end))
+            return f.read(len(end)) == end
+    except OSError:
+        return False
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -33,13 +33,13 @@ from gancli.runtime.faults import FolderLock, StopSignals
 from gancli.runtime.files import sha256_file
 from gancli.runtime.labels import ClassesArg, describe_classes, resolve_classes
 from gancli.runtime.latents import MAX_SEED, NO_TRUNCATION, is_truncation
-from gancli.runtime.manifest import HEADER_VERSION, Manifest, check_or_write_header
+from gancli.runtime.manifest import HEADER_VERSION, Manifest, check_header, shard_header_name, write_header
 from gancli.runtime.metadata import ModelMetadata
 from gancli.runtime.models import check_precision, resolve_model
 from gancli.runtime.session import GeneratorSession, resolve_device
 from gancli.runtime.workers import Job, Runner, Scheduler, auto_batch_size, choose_layout, make_images, plan_tasks
-from gancli.runtime.writer import (FORMATS, INDEX_DIGITS, LAYOUT_FLAT, MAX_IMAGES, NPZ_CHUNK, FileNames, OnDisk,
-                                   check_file_layout, write_grid)
+from gancli.runtime.writer import (FORMATS, HEADER_NAME, INDEX_DIGITS, LAYOUT_FLAT, MAX_IMAGES, NPZ_CHUNK, FileNames,
+                                   IndexSet, OnDisk, check_file_layout, write_grid)
 
 GRID_IMAGES = 64
 MANIFEST_RESERVE_MIN = 64 << 10  # bytes kept allocated beyond the manifest's end, at least
@@ -60,10 +60,12 @@ class GenerateResult:
     seconds: float
     file_layout: str = LAYOUT_FLAT
     classes: tuple[str, ...] = ()  # conditional models: the class names images cycle through; () otherwise
+    generating_seconds: float = 0.0  # of `seconds`, those spent making images (not loading the model, checking)
 
     @property
     def images_per_second(self) -> float:
-        return self.made / self.seconds if self.seconds > 0 else 0.0
+        """Images made per second of making them, as the progress bar counts."""
+        return self.made / self.generating_seconds if self.generating_seconds > 0 else 0.0
 
 
 
@@ -119,17 +121,32 @@ def check_truncation(truncation: float) -> None:
                             f"images), not {truncation!r}")
 
 
+def check_grid(grid: str | Path | None) -> None:
+    """--grid names a PNG file to write: not a folder, and in a folder that exists."""
+    if grid is None:
+        return
+    grid = Path(grid)
+    if grid.is_dir() or str(grid).endswith(os.sep) or not str(grid):
+        raise GenerateError(f"--grid {grid} is a folder; pass a file name such as {grid / 'grid.png'}")
+    if not grid.parent.is_dir():
+        raise GenerateError(f"--grid {grid}: its folder {grid.parent} does not exist; create it or pass another file")
+
+
 def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: str | tuple[int, int],
-                    file_layout: str = LAYOUT_FLAT, truncation: float = NO_TRUNCATION) -> tuple[int, int]:
-    """Fail fast, before any model is loaded; returns the shard as (k, m)."""
+                    file_layout: str = LAYOUT_FLAT, truncation: float = NO_TRUNCATION,
+                    grid: str | Path | None = None, out_dir: str | Path | None = None) -> tuple[int, int]:
+    """Fail fast, before any model is loaded or anything is written; returns the shard as (k, m)."""
     check_count(n)
+    check_grid(grid)
+    if out_dir is not None and not str(out_dir).strip():  # Path("") would be the current folder
+        raise GenerateError("--out is empty; pass the folder to write the images to")
     check_truncation(truncation)
     if fmt not in FORMATS:
         raise GenerateError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     check_file_layout(file_layout, fmt)
     if batch_size is not None and batch_size < 1:
         raise GenerateError(f"--batch-size must be >= 1 (or auto), not {batch_size}")
-    if not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise GenerateError(f"--seed must be between 0 and 2**128 - 1, not {seed}")
     k, m = parse_shard(shard) if isinstance(shard, str) else shard
     if not 0 <= k < m:
@@ -157,7 +174,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     is listed in the manifest, then GenerateStopped (SIGTERM) or KeyboardInterrupt (Ctrl-C) is raised.
     """
     started = time.perf_counter()
-    shard = check_arguments(n, fmt, batch_size, seed, shard, file_layout, truncation)
+    shard = check_arguments(n, fmt, batch_size, seed, shard, file_layout, truncation, grid, out_dir)
     device = resolve_device(device)
     model_path = resolve_model(model, precision)
     with StopSignals() as signals:
@@ -171,6 +188,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
                                 f"model (no classes); drop --layout, or use a class-conditional model")
         names = FileNames(fmt, file_layout, plan)
         out_dir = Path(out_dir)
+        created = not out_dir.exists()
         make_out_dir(out_dir)
         start, stop = shard_range(n, shard, fmt)
         batch_size = batch_size or auto_batch_size(session.device, meta.arch, fmt)
@@ -182,20 +200,32 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
         manifest = Manifest(out_dir / ("manifest.jsonl" if m == 1 else f"manifest-{k}-of-{m}.jsonl"),
                             seed, fmt, start, stop, names)
         signals.check()
-        with FolderLock(manifest.path):
-            job = Job(model_path, out_dir, fmt, seed, batch_size, file_layout, plan, truncation)
+        job = Job(model_path, out_dir, fmt, seed, batch_size, file_layout, plan, truncation)
+        with FolderLock(manifest.path) as lock:
+            header = generate_header(job, meta)
+            records = [HEADER_NAME] + ([shard_header_name(k, m)] if m > 1 else [])
+            try:  # checks that read only: a refused run leaves the folder as it was
+                known = all([check_header(out_dir, header, describe_selection, name) for name in records])
+                listed = manifest.listed()  # a foreign manifest is refused here, before anything is written
+                listed = listed if known else IndexSet()
+            except GenerateError:
+                lock.remove_unused(out_dir if created else None)
+                raise
             runner = Runner(layout, workers, job, session, stopping=signals.__bool__)
             scheduler = None
             try:
-                check_or_write_header(out_dir, generate_header(job, meta), describe_selection)
-                on_disk = OnDisk(out_dir, names, start, stop)
+                for name in records:
+                    write_header(out_dir, header, name)
+                on_disk = OnDisk(out_dir, names, start, stop, listed)
                 signals.check()
-                already = manifest.rebuild(on_disk, signals.check)
+                already = manifest.rebuild(on_disk, signals.check, keep_outside=known)
                 task_images = NPZ_CHUNK if fmt == "npz" else batch_size
                 manifest.open(reserve=max(MANIFEST_RESERVE_MIN,
                                           2 * runner.max_in_flight * task_images * manifest.line_bytes()))
                 scheduler = Scheduler(runner, manifest, on_disk, signals, on_progress, (stop - start) - already)
+                work_started = time.perf_counter()
                 made = scheduler.run(plan_tasks(on_disk, fmt, batch_size))
+                generating = time.perf_counter() - work_started
             finally:
                 runner.close()
                 if scheduler is not None:
@@ -206,7 +236,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
         write_grid(Path(grid), make_images(session, seed, first, plan, truncation))
     return GenerateResult(out_dir, model_path, session.device, layout, workers, batch_size, start, stop,
                           made, already, time.perf_counter() - started, file_layout,
-                          tuple(plan.requested_names) if plan is not None else ())
+                          tuple(plan.requested_names) if plan is not None else (), generating)
 
 
 def generate_header(job: Job, meta: ModelMetadata) -> dict:

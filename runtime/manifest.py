@@ -48,12 +48,12 @@ HEADER_TYPES = {"model_sha256": str, "seed": int, "format": str, "layout": str, 
 HEADER_REQUIRED = ("model_sha256", "seed", "format")
 
 
-def read_header(out_dir: Path) -> dict | None:
-    """generate.json of `out_dir` as a dict, None when there is none; a damaged, foreign or newer file is one
-    GenerateError naming it and the way out."""
-    path = out_dir / HEADER_NAME
-    fix = (f"restore it, or delete it if the images in {out_dir} were made with the settings you are using "
-           f"(gancli writes it again), or choose another --out")
+def read_header(out_dir: Path, name: str = HEADER_NAME) -> dict | None:
+    """generate.json of `out_dir` (or a shard's own copy of it, `name`) as a dict, None when there is none; a
+    damaged, foreign or newer file is one GenerateError naming it and the way out."""
+    path = out_dir / name
+    fix = (f"restore it, or delete it (gancli writes it again and makes the images in {out_dir} again: without "
+           f"it, none is known to be gancli's), or choose another --out")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -201,16 +201,29 @@ class Manifest:
         last = np.arange(max(self.start, self.stop - max(1, len(self._tails))), self.stop)
         return max(len(line) for line in self.lines(last).encode().splitlines(keepends=True))
 
-    def rebuild(self, on_disk: OnDisk, check_stop: Callable[[], None] = lambda: None) -> int:
-        """Rewrite the manifest to list exactly the images of [start, stop) on disk, in index order, plus
-        earlier lines outside the range whose file is still there; returns how many of the range are there."""
+    def listed(self) -> IndexSet:
+        """The indices of [start, stop) this manifest lists with this run's seed: the folder's own record of
+        which images gancli made there. A file on disk that it does not list (copied in, left by another
+        program, or finished just before a SIGKILL) is not adopted: it is made again."""
+        listed = IndexSet()
+        folder = self.path.parent
+        fix = f"move it away or delete it: gancli generate writes it again, making the images in {folder} again"
+        for _offset, _number, _raw, entry in read_entries(self.path, fix):
+            if self.start <= entry.index < self.stop and entry.seed == self.seed:
+                listed.add_one(entry.index)
+        return listed
+
+    def rebuild(self, on_disk: OnDisk, check_stop: Callable[[], None] = lambda: None, keep_outside: bool = True) -> int:
+        """Rewrite the manifest to list exactly the images of [start, stop) on disk (and listed, see `listed`), in
+        index order, plus (keep_outside) earlier lines outside the range whose file is still there; returns how
+        many of the range are there."""
         outside = IndexSet()  # outside lines seen: each kept once
         folder = self.path.parent
-        fix = (f"move it away or delete it: gancli generate writes it again from the images in {folder}")
+        fix = (f"move it away or delete it: gancli generate writes it again, making the images in {folder} again")
         count = 0
         with atomic_file(self.path) as dst:
             for _offset, _number, raw, entry in read_entries(self.path, fix):
-                if self.start <= entry.index < self.stop or not outside.add_one(entry.index):
+                if not keep_outside or self.start <= entry.index < self.stop or not outside.add_one(entry.index):
                     continue
                 if (folder / entry.file).is_file():
                     dst.write(raw + b"\n")
@@ -269,26 +282,46 @@ class Manifest:
             self._fd = None
 
 
-def check_or_write_header(out_dir: Path, header: dict, describe_selection: Callable[[list[str] | None], str]) -> None:
+def shard_header_name(k: int, m: int) -> str:
+    """A shard's own record of how its images were made (generate.json's content): shards copied together into
+    one folder overwrite each other's generate.json, so `gancli merge` compares these."""
+    return f"generate-{k}-of-{m}.json"
+
+
+def check_header(out_dir: Path, header: dict, describe_selection: Callable[[list[str] | None], str],
+                 name: str = HEADER_NAME) -> bool:
     """Refuse to mix sets: the folder's images must come from the same model file, seed, format, truncation,
-    file layout and class selection. Writes generate.json when there is none."""
-    old = read_header(out_dir)
+    file layout and class selection as `header`. Writes nothing; False when the folder has no such record
+    (a fresh folder, or one whose files gancli did not make: none of them is adopted)."""
+    old = read_header(out_dir, name)
     if old is None:
-        write_bytes_atomic(out_dir / HEADER_NAME, json.dumps(header, indent=2).encode())
-        return
+        return False
+    for problem in header_differences(old, header, describe_selection):
+        raise GenerateError(f"{out_dir} holds images {problem}")
+    return True
+
+
+def header_differences(old: dict, header: dict, describe_selection: Callable[[list[str] | None], str]) -> list[str]:
+    """How the set recorded in `old` differs from `header`'s, each as "X, not Y; what to do"."""
+    problems = []
     for key in ("model_sha256", "seed", "format"):
-        if old.get(key) != header[key]:
-            raise GenerateError(f"{out_dir} holds images made with another {key.replace('_', ' ')} "
-                                f"({old.get(key)} vs {header[key]}); use another --out, or the same settings to resume")
-    old_psi = old.get("truncation_psi", NO_TRUNCATION)
-    if old_psi != header["truncation_psi"]:
-        raise GenerateError(f"{out_dir} holds images made with --truncation {old_psi:g}, not {header['truncation_psi']:g}; "
-                            f"use another --out, or --truncation {old_psi:g} to resume")
-    old_layout = old.get("layout", "flat")
-    if old_layout != header["layout"]:
-        raise GenerateError(f"{out_dir} holds images in the {old_layout} layout, not {header['layout']}; "
-                            f"use another --out, or --layout {old_layout} to resume")
-    old_classes = old.get("classes")
-    if old_classes != header["classes"]:
-        raise GenerateError(f"{out_dir} holds images of {describe_selection(old_classes)}, not "
-                            f"{describe_selection(header['classes'])}; use another --out, or the same --class to resume")
+        if old.get(key) != header.get(key):
+            problems.append(f"made with another {key.replace('_', ' ')} ({old.get(key)} vs {header.get(key)}); "
+                            f"use another --out, or the same settings to resume")
+    old_psi, psi = old.get("truncation_psi", NO_TRUNCATION), header.get("truncation_psi", NO_TRUNCATION)
+    if old_psi != psi:
+        problems.append(f"made with --truncation {old_psi:g}, not {psi:g}; use another --out, or --truncation "
+                        f"{old_psi:g} to resume")
+    old_layout, layout = old.get("layout", "flat"), header.get("layout", "flat")
+    if old_layout != layout:
+        problems.append(f"in the {old_layout} layout, not {layout}; use another --out, or --layout {old_layout} "
+                        f"to resume")
+    if old.get("classes") != header.get("classes"):
+        was, now = describe_selection(old.get("classes")), describe_selection(header.get("classes"))
+        problems.append(f"of {was}, not {now}; use another --out, or the same --class to resume")
+    return problems
+
+
+def write_header(out_dir: Path, header: dict, name: str = HEADER_NAME) -> None:
+    if read_header(out_dir, name) is None:
+        write_bytes_atomic(out_dir / name, json.dumps(header, indent=2).encode())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.faults import FolderLock, shard_busy
-from gancli.runtime.manifest import parse_line, read_entries, read_header
+from gancli.runtime.manifest import header_differences, parse_line, read_entries, read_header, shard_header_name
 from gancli.runtime.writer import HEADER_NAME, MAX_IMAGES, atomic_file
 
 SHARD_MANIFEST = re.compile(r"^manifest-(\d+)-of-(\d+)\.jsonl$")
@@ -73,6 +73,33 @@ def header_labels(out_dir: Path) -> list[int] | None:
     there is no generate.json (shards copied together without it). A damaged one is one GenerateError."""
     header = read_header(out_dir)
     return header.get("labels") if header is not None else None
+
+
+def check_one_model(out_dir: Path, m: int) -> None:
+    """Every shard's own record (generate-K-of-M.json) names the same model file, seed, format, layout, classes
+    and truncation as shard 0's and as the folder's generate.json: shards copied together from runs of different
+    models are refused, not merged into one set."""
+    def describe(classes: list[str] | None) -> str:
+        return "no classes" if classes is None else f"classes {', '.join(classes)}"
+
+    first = None
+    for k in range(m):
+        name = shard_header_name(k, m)
+        record = read_header(out_dir, name)
+        if record is None:
+            raise GenerateError(f"{out_dir} has no {name}, shard {k}/{m}'s record of the model and settings it ran "
+                                f"with; rerun shard {k}/{m} with the shards' settings (it writes the record, and makes "
+                                f"only the images its manifest does not list)")
+        if first is None:
+            first = record
+        elif problems := header_differences(record, first, describe):
+            raise GenerateError(f"shard {k}/{m} is not of shard 0/{m}'s set: its {name} says it holds images "
+                                f"{problems[0].split(';')[0].replace(' vs ', ' where shard 0 has ')}; one set needs "
+                                f"one model and one set of settings: rerun shard {k}/{m} with shard 0's")
+    header = read_header(out_dir)
+    if header is not None and first is not None and (problems := header_differences(header, first, describe)):
+        raise GenerateError(f"{out_dir / HEADER_NAME} and the shards' records differ (generate.json holds images "
+                            f"{problems[0].split(';')[0]}); copy the shards' generate.json back, or rerun the shards")
 
 
 def _runs(path: Path, k: int, m: int, n: int, labels: list[int] | None, seeds: set[int]) -> list[tuple[int, int]]:
@@ -138,6 +165,7 @@ def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
     for k, path in sorted(by_k.items()):
         if holder := shard_busy(path):
             raise GenerateError(f"shard {k}/{m} is still being written by {holder}; wait for it to finish, then merge")
+    check_one_model(out_dir, m)
     labels = header_labels(out_dir)
     with FolderLock(out_dir / MERGED_NAME, "gancli merge"):
         seeds: set[int] = set()

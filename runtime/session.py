@@ -106,11 +106,16 @@ class GeneratorSession:
 
     device: "auto" (CUDA when a session really gets it, else CPU with a warning if CUDA was
     expected), "cuda" (fail when unavailable) or "cpu". threads: intra-op threads on the CPU
-    (0 lets onnxruntime use one per core).
+    (0 lets onnxruntime use one per core). initializers: {name: float32 array} replacing the graph's own
+    (runtime/interpolate.py's class morph gives the label embedding a table of its own).
     """
 
-    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0,
+                 initializers: dict[str, np.ndarray] | None = None):
         self.path = Path(path)
+        # onnxruntime reads an added initializer's buffer for as long as the session lives: keep the OrtValues
+        self._initializers = {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
+                              for name, value in (initializers or {}).items()}
         resolve_device(device)
         if not self.path.is_file():
             raise GenerateError(f"model file {self.path} not found; pass an exported .onnx file or a model name from models/")
@@ -121,6 +126,8 @@ class GeneratorSession:
 
     def _open(self, device: str, threads: int) -> ort.InferenceSession:
         options = session_options(threads)
+        for name, value in self._initializers.items():
+            options.add_initializer(name, value)
         cuda_built = CUDA_PROVIDER in ort.get_available_providers()
         if device == "cpu" or (device == "auto" and not cuda_built):
             return self._create(options, [CPU_PROVIDER])

@@ -320,10 +320,11 @@ class OnDisk:
     shards' and live processes' are left alone.
     """
 
-    def __init__(self, out_dir: Path, names: FileNames, start: int, stop: int):
+    def __init__(self, out_dir: Path, names: FileNames, start: int, stop: int, listed: IndexSet | None = None):
         self.out_dir = out_dir
         self.names = names
         self.start, self.stop = start, stop
+        self.listed = listed  # the manifest's record: an image counts only when listed there too (None: any)
         self._found: IndexSet | None = None
         if names.layout != LAYOUT_FLAT:
             self._found = IndexSet()
@@ -342,12 +343,13 @@ class OnDisk:
 
     def mask(self, lo: int, hi: int) -> np.ndarray:
         if self._found is not None:
-            return self._found.mask(lo, hi)
-        have = np.zeros(hi - lo, dtype=bool)
-        for k in range(lo // FILES_PER_FOLDER, (hi - 1) // FILES_PER_FOLDER + 1):
-            for found in self._scan(self.out_dir / f"{k:05d}", lo, hi):
-                have[found - lo] = True
-        return have
+            have = self._found.mask(lo, hi)
+        else:
+            have = np.zeros(hi - lo, dtype=bool)
+            for k in range(lo // FILES_PER_FOLDER, (hi - 1) // FILES_PER_FOLDER + 1):
+                for found in self._scan(self.out_dir / f"{k:05d}", lo, hi):
+                    have[found - lo] = True
+        return have if self.listed is None else have & self.listed.mask(lo, hi)
 
     def _scan(self, folder: Path, lo: int, hi: int) -> Iterator[np.ndarray]:
         """Indices in [lo, hi) of the complete images in `folder`, SCAN_CHUNK names at a time."""
@@ -364,7 +366,8 @@ class OnDisk:
                     continue
                 first = int(match.group(1))
                 if fmt != "npz":
-                    found.append(first)
+                    if files.whole_image(entry.path, fmt):  # one short read: an empty or cut-off file is made again
+                        found.append(first)
                 elif first < hi and first + NPZ_CHUNK > lo and (held := npz_indices(entry.path, first)) is not None:
                     found.extend(held.tolist())
             indices = np.asarray(found, dtype=np.int64)

@@ -3,6 +3,7 @@ GPU-only tests."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,22 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def terminal_sigint() -> Iterator[None]:
+    """SIGINT as a terminal's process has it (Python's KeyboardInterrupt), also where the suite was started with
+    SIGINT ignored (under nohup, as a background job of a non-interactive shell); the previous handler after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def sigint_at_default() -> Callable[[], None]:
+    """A child's preexec_fn that plays a terminal's Ctrl-C: SIGINT at its default, not the ignored one a
+    background job's child inherits (Python then installs no KeyboardInterrupt handler)."""
+    return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -68,8 +68,8 @@ def test_bad_input_raises_a_one_line_gancli_error(tmp_path, call, message):
 @pytest.mark.parametrize("command, function, cli_only", [
     ("generate", gancli.generate, set()),
     ("export", gancli.export_generator, set()),
-    # the CLI writes the returned dict as JSON; its --no-inception is the API's inception=False
-    ("eval", gancli.evaluate, {"out", "no_inception"}),
+    # --no-inception is the API's inception=False; --truncation-sweep is gancli.truncation_sweep
+    ("eval", gancli.evaluate, {"no_inception", "truncation_sweep"}),
 ])
 def test_the_api_takes_every_argument_the_cli_has(command, function, cli_only):
     cli_names = {p.name for p in typer.main.get_command(app).commands[command].params} - cli_only

@@ -1,6 +1,6 @@
 """Scores of a class-conditional MNIST generator: does image i show the digit it was asked for, and how well?
 
-- label accuracy: the share of generated images that the project's MNIST classifier (gan/classifier.py)
+- label accuracy: the share of generated images that the project's MNIST classifier (detectors/mnist_classifier.py)
   assigns to the label they were generated with; its reference is the classifier's accuracy on real MNIST test.
 - per-class FCD: for each class c, the Fréchet distance between the classifier's 128-d features of the generated
   images of class c and of the real MNIST train images of class c; the mean over classes and each class. Its

@@ -10,6 +10,7 @@ and CAS). Reference figures are computed with the same network, counts and setti
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,11 @@ from gancli.gan.metrics.feature_stats import Log, frechet_distance, set_statisti
 from gancli.gan.metrics.inception_score import class_shares, inception_score
 from gancli.gan.metrics.kid import kernel_inception_distance
 from gancli.gan.metrics.memorisation import memorisation_check
+from gancli.gan.metrics.precision_recall import NEAREST_K, Manifold, prdc
 from gancli.gan.metrics.references import RealData, load_mnist_nhwc, load_real_data, untrained_generator_images
 
 IMAGE_SETS = ("generated", "real_test", "untrained_generator")
+PRDC_METRICS = ("precision", "recall", "density", "coverage")  # gan/metrics/precision_recall.py
 UNCACHED_SETS = ("generated",)  # every other set is the same images each time: its statistics are cached
 MIN_IMAGES = 10  # fewer images give no meaningful score (10,000 is the usual)
 
@@ -39,25 +42,33 @@ def _score(value: float, std: float | None = None, n: int | None = None) -> dict
 def score_with_network(network: FeatureNetwork, image_sets: dict[str, np.ndarray], reference: np.ndarray,
                        kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0,
                        log: Log | None = None) -> tuple[list[dict], dict | None]:
-    """FD, KID (and IS with class shares, for classifiers) of each image set against `reference`.
+    """FD, KID, precision, recall, density and coverage (and IS with class shares, for classifiers) of each image
+    set against `reference`.
 
     Returns score rows {metric, feature_network, better, reference_n, <set>: {value, std, n}} and the class
     shares (or None). FD depends on n (fewer images score worse), so every value carries the n it was taken on.
     Statistics of the reference and of every set but "generated" come from the cache when it holds them
-    (feature_stats); KID draws its subsets from a seeded pool of at most feature_stats.KID_POOL features.
+    (feature_stats); KID draws its subsets from a seeded pool of at most feature_stats.KID_POOL features, and
+    precision/recall/density/coverage (k = 3) compare the same pools (so their n is the pool's, at most 5,000).
     """
     ref = set_statistics(network, reference, "reference", True, seed, log)
+    ref_manifold = Manifold.of(ref.kid_features)
     fd, kid, is_, shares = {}, {}, {}, {}
+    pr: dict[str, dict] = {name: {} for name in PRDC_METRICS}
     for set_name, images in image_sets.items():
         stats = set_statistics(network, images, set_name.replace("_", " "), set_name not in UNCACHED_SETS, seed, log)
         fd[set_name] = _score(frechet_distance(stats, ref), n=stats.n)
         kid[set_name] = _score(*kernel_inception_distance(stats.kid_features, ref.kid_features, kid_subsets,
                                                                    kid_subset_size, seed), n=stats.n)
+        for name, value in prdc(ref_manifold, Manifold.of(stats.kid_features)).items():
+            pr[name][set_name] = _score(value, n=len(stats.kid_features))
         if stats.probs is not None:
             is_[set_name] = _score(*inception_score(stats.probs), n=stats.n)
             shares[set_name] = class_shares(stats.probs).tolist()
     common = {"feature_network": network.name, "better": "lower", "reference_n": ref.n}
     rows = [{"metric": network.fd_name, **common, **fd}, {"metric": "KID", **common, **kid}]
+    rows += [{"metric": name, "feature_network": network.name, "better": "higher",
+              "reference_n": len(ref.kid_features), "k": NEAREST_K, **pr[name]} for name in PRDC_METRICS]
     if not is_:
         return rows, None
     rows.append({"metric": "IS", "feature_network": network.name, "better": "higher", **is_})
@@ -127,13 +138,17 @@ def evaluate(generated: np.ndarray, untrained: np.ndarray, dataset: str, data_ro
     check_images(generated, "generated")
     real = load_real_data(dataset, data_root, generated.shape[1:], seed, download)
     networks, notes = feature_networks(dataset, inception_weights, select_device(device), inception=inception)
+    if real.skipped:  # as training reports them: the real side is smaller than the folder
+        notes.append(f"skipped {len(real.skipped)} unreadable real image(s), e.g. {real.skipped[0]}")
+        if log:
+            log(notes[-1])
     return evaluate_images(generated, untrained, real, networks, notes, seed=seed, log=log)
 
 
 def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: int = 0,
                    data_root: str | Path | None = None, inception_weights: str | Path | None = None,
                    device: str = "auto", precision: str | None = None, log: Log | None = None,
-                   inception: bool = True) -> dict:
+                   inception: bool = True, out: str | Path | None = None, truncation: float = 1.0) -> dict:
     """Score images [0, n) of `seed` from `model` (a shipped model name, a model folder or an exported .onnx file)
     against the real `dataset` ("mnist", "cats" or a folder): what `gancli eval` does, as a dict ready for JSON.
 
@@ -142,16 +157,24 @@ def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: in
     weights hash, architecture, data set, precision, seed). A class-conditional model makes its classes evenly
     (image i gets class i mod K, as in `gancli generate`) and adds a "conditional" entry: for MNIST, label
     accuracy, per-class FCD and CAS (gan/conditional_metrics.py); elsewhere None, with a note. Bad input raises
-    a GancliError subclass (EvalError, DataError, GenerateError).
+    a GancliError subclass (EvalError, DataError, GenerateError), before any work (eval_checks). out: also write
+    the result there as JSON. truncation: psi of the generated images' z, as `gancli generate --truncation`
+    (the untrained ceiling is never truncated).
     """
-    from gancli.runtime.generate import generate_array
+    from gancli.gan.metrics.eval_checks import check_eval_arguments
+    from gancli.runtime.files import write_text_atomic
+    from gancli.runtime.generate import check_truncation, generate_array
     from gancli.runtime.models import resolve_model
+    from gancli.runtime.session import GeneratorSession
 
     if n < MIN_IMAGES:
         raise EvalError(f"-n {n} is too few to score; pass at least {MIN_IMAGES} (10,000 is the usual)")
+    check_truncation(truncation)
     path = resolve_model(model, precision)
+    check_eval_arguments(GeneratorSession(path, device="cpu").metadata, path, dataset, seed, device, out,
+                         inception_weights)
     generated, labels, meta = generate_array(path, n, seed=seed, device=device, precision=precision,
-                                             return_labels=True)
+                                             return_labels=True, truncation=truncation)
     untrained = untrained_generator_images(meta.arch, meta.latent_dim, meta.channels, meta.img_size, n,
                                            width=meta.width or DEFAULT_WIDTH)
     result = evaluate(generated, untrained, dataset, data_root=str(data_root) if data_root is not None else None,
@@ -160,11 +183,14 @@ def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: in
         result["notes"].append(f"the model's metadata does not give its width (an export of gancli <= 0.2), so the "
                                f"untrained ceiling is a width-{DEFAULT_WIDTH} generator; re-export it for its own")
     result["model"] = {"path": str(path), "weights_sha256": meta.weights_sha256, "arch": meta.arch,
-                       "dataset": meta.dataset, "precision": meta.precision, "seed": seed}
+                       "dataset": meta.dataset, "precision": meta.precision, "seed": seed,
+                       "truncation_psi": truncation}
     if meta.conditional:
         result["model"]["class_names"] = list(meta.class_names)
         result["conditional"] = evaluate_conditional(generated, labels, meta.class_names, dataset, data_root, device,
                                                      seed, result["notes"], log)
+    if out is not None:
+        write_text_atomic(out, json.dumps(result, indent=2))
     return result
 
 

@@ -37,6 +37,7 @@ class RealData:
     training: np.ndarray  # every image the generator may have learnt from: the memorisation check's search space
     test_is_held_out: bool  # True when `test` is disjoint from `training` (MNIST test), False for folder splits
     description: str
+    skipped: tuple[str, ...] = ()  # real files that did not decode: left out, and said so
 
 
 def load_mnist_nhwc(root: str | Path, train: bool = True, download: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -64,14 +65,15 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
     if height != width:
         raise EvalError(f"the generated images are {height}x{width}; eval compares square images only")
     folder = data.ensure_cats(root, download) if dataset == "cats" else data.existing_folder(dataset)
-    images = data.nhwc_array(data.decode_folder(folder, height, channels, limit=None)[0])
+    decoded, _labels, _classes, skipped = data.decode_folder(folder, height, channels, limit=None)
+    images = data.nhwc_array(decoded)
     if len(images) < 10:
         raise DataError(f"{folder} holds {len(images)} usable images; eval needs at least 10")
     n_sample = round(REAL_SAMPLE_FRACTION * len(images))
     sample = images[np.sort(np.random.default_rng(seed).permutation(len(images))[:n_sample])]
     return RealData(dataset, images, sample, images, False,
                     f"{'cats' if dataset == 'cats' else folder}: all {len(images)} images as reference; a seeded "
-                    f"{REAL_SAMPLE_FRACTION:.0%} of them ({len(sample)}) as the real sample")
+                    f"{REAL_SAMPLE_FRACTION:.0%} of them ({len(sample)}) as the real sample", tuple(skipped))
 
 
 @torch.no_grad()

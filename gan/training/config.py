@@ -6,6 +6,7 @@ The resolved config is written as JSON into the run directory before training st
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -207,11 +208,48 @@ def resolve_config(dataset: str, recipe: str | None = None, **overrides: Any) ->
     values = {**preset, **RECIPES[recipe], "recipe": recipe, **{k: v for k, v in overrides.items() if v is not None}}
     cfg = TrainConfig(dataset=dataset, **values)
     validate_config(cfg)
+    if cfg.amp and not cuda_training(cfg.device):  # the CPU trains in float32: the config says what runs
+        cfg.amp = False
     return cfg
+
+
+def cuda_training(device: str) -> bool:
+    """Whether `device` trains on CUDA here (auto: when torch sees a GPU)."""
+    if device == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+MAX_SEED = 2 ** 63 - 1  # torch.manual_seed and the samplers take a 64-bit seed
+# (name, low, high, low included): every bounded number, checked in one place; NaN and infinities fail each
+RANGES = (("b1", 0.0, 1.0, True), ("b2", 0.0, 1.0, True), ("ema_decay", 0.0, 1.0, True),
+          ("val_fraction", 0.0, 1.0, True), ("g_dropout", 0.0, 1.0, True))
+
+
+def check_numbers(cfg: TrainConfig) -> None:
+    """Every number of the config is finite and of its kind, and the bounded ones are in range."""
+    for f in fields(TrainConfig):
+        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag} {value} is not a finite number")
+    for name, low, high, low_included in RANGES:
+        value = getattr(cfg, name)
+        if not (low <= value < high if low_included else low < value < high):
+            raise ConfigError(f"--{name.replace('_', '-')} {value} must be in {'[' if low_included else '('}{low:g}, "
+                              f"{high:g})")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"--seed {cfg.seed} must be between 0 and 2**63 - 1")
+    if not str(cfg.out_dir).strip():
+        raise ConfigError("--out-dir is empty; pass the folder the run folders go in (default runs)")
 
 
 def validate_config(cfg: TrainConfig) -> None:
     """Raise ConfigError with one line naming the bad option and what would be accepted."""
+    check_numbers(cfg)
     if cfg.arch not in ARCHS:
         raise ConfigError(f"--arch {cfg.arch!r} is not known; use one of {', '.join(ARCHS)}")
     if cfg.channels not in (1, 3):
@@ -243,10 +281,6 @@ def validate_config(cfg: TrainConfig) -> None:
     for name in ("n_epochs", "batch_size", "latent_dim", "width", "d_depth", "sample_interval"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ConfigError(f"--val-fraction {cfg.val_fraction} must be in [0, 1)")
-    if not 0.0 <= cfg.g_dropout < 1.0:
-        raise ConfigError(f"--g-dropout {cfg.g_dropout} must be in [0, 1)")
     if not 0.0 < cfg.real_label <= 1.0:
         raise ConfigError(f"--real-label {cfg.real_label} must be in (0, 1]")
     if cfg.limit is not None and cfg.limit < 2:

@@ -24,6 +24,7 @@ from gancli.gan.metrics.judge import QualityJudge, make_judge
 from gancli.gan.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from gancli.gan.training.config import CONFIG_NAME, TrainConfig
 from gancli.gan.training.init_from import DISCRIMINATOR_FORMAT, DISCRIMINATOR_NAME, start_from
+from gancli.gan.training.tensorboard import TensorBoardLog
 from gancli.gan.training.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects,
                                              init_process_group, launched_by_torchrun, max_across_ranks,
                                              raise_together, sum_across_ranks, sync_buffers, weights_digest)
@@ -95,7 +96,7 @@ def check_finite(losses: dict[str, torch.Tensor], epoch: int, batch: int, run_di
             kept = run_dir / CHECKPOINT_NAME
             last_good = f"the last good checkpoint {kept} is kept" if kept.exists() else "no epoch had finished, so no checkpoint exists"
             raise TrainingDiverged(f"{name.replace('_', ' ')} became {value} in epoch {epoch + 1}, batch {batch + 1}; "
-                                   f"{last_good}; lower --lr or check the data, then --resume or start again")
+                                   f"{last_good}; lower --lr-g / --lr-d or check the data, then --resume or start again")
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, events: TrainingEvents | None = None) -> Path:
@@ -165,7 +166,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, events: TrainingEvents, 
             failure = e
     raise_together(info, failure)
 
-    run_epochs(trainer, data, run_dir, events, stop)
+    board = TensorBoardLog(run_dir, trainer.step) if info.is_main else None  # rank 0 alone writes events
+    try:
+        run_epochs(trainer, data, run_dir, events, stop, board)
+    finally:
+        if board is not None:
+            board.close()
     check_ranks_agree(trainer, run_dir, events)
     return run_dir
 
@@ -196,7 +202,7 @@ def check_ranks_agree(trainer: Trainer, run_dir: Path, events: TrainingEvents) -
 
 
 def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, events: TrainingEvents,
-               stop: StopSignals | None = None) -> None:
+               stop: StopSignals | None = None, board: TensorBoardLog | None = None) -> None:
     """Train from where `trainer` is to cfg.n_epochs. After each step (and each epoch's outputs) the ranks
     agree whether to stop (agreed_stop: one int, a no-op alone): a stop mid-epoch saves a checkpoint of
     that step and raises TrainingStopped; the artifact changes only at epoch ends."""
@@ -242,6 +248,8 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, events: Trainin
                     grid_failure = e  # raised on every rank at once, below
             rate = (i + 1 - start) * real.shape[0] * info.world_size / (time.perf_counter() - started)
             events.step_done(step_losses["d_loss"].item(), step_losses["g_loss"].item(), rate)
+            if board is not None:
+                board.step(trainer.step, {k: v.item() for k, v in step_losses.items()}, rate)
             code = agreed_stop(info, stop, grid_failure)
             if code == WRITE_FAILED:
                 raise_together(info, grid_failure)
@@ -257,7 +265,7 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, events: Trainin
         sums = sum_across_ranks(info, sums)
         finish_epoch(trainer, run_dir, val_images, val_labels, judge,
                      {k: v / (n_batches * info.world_size) for k, v in sums.items()},
-                     seconds_before + time.perf_counter() - started, events)
+                     seconds_before + time.perf_counter() - started, events, board)
         code = agreed_stop(info, stop)
         if code and trainer.epoch < cfg.n_epochs:
             raise TrainingStopped(
@@ -266,15 +274,20 @@ def run_epochs(trainer: Trainer, data: ImageData, run_dir: Path, events: Trainin
 
 
 def finish_epoch(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, val_labels: torch.Tensor | None,
-                 judge: QualityJudge | None, train_means: dict[str, float], seconds: float, events: TrainingEvents) -> None:
+                 judge: QualityJudge | None, train_means: dict[str, float], seconds: float, events: TrainingEvents,
+                 board: TensorBoardLog | None = None) -> None:
     """Validate, score and write the epoch's outputs on rank 0; the checkpoint goes last, so a crash
     before it redoes the whole epoch. The artifact is replaced only by a better-scoring EMA generator
     (or every epoch when nothing is scored). A file that cannot be written stops the run on every rank
     with one RunWriteError line, before the checkpoint."""
+    bad = [name for name, p in trainer.ema.module.named_parameters() if not torch.isfinite(p).all()]
+    if bad:  # an update overflowed after the epoch's last loss was computed: never ship a NaN generator
+        raise TrainingDiverged(f"G's weights became non-finite ({bad[0]}) at step {trainer.step} (epoch {trainer.epoch}); "
+                               f"this epoch's generator was not written; lower --lr-g / --lr-d, then start again")
     failure = None
     if trainer.info.is_main:
         try:
-            write_epoch_outputs(trainer, run_dir, val_images, val_labels, judge, train_means, seconds, events)
+            write_epoch_outputs(trainer, run_dir, val_images, val_labels, judge, train_means, seconds, events, board)
         except RunWriteError as e:
             if not trainer.info.enabled:
                 raise
@@ -285,8 +298,8 @@ def finish_epoch(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, val_
 
 def write_epoch_outputs(trainer: Trainer, run_dir: Path, val_images: torch.Tensor, val_labels: torch.Tensor | None,
                         judge: QualityJudge | None, train_means: dict[str, float], seconds: float,
-                        events: TrainingEvents) -> None:
-    """Rank 0's part of finish_epoch: metrics row, maybe the artifact, grid, metrics.csv, loss.png."""
+                        events: TrainingEvents, board: TensorBoardLog | None = None) -> None:
+    """Rank 0's part of finish_epoch: metrics row, maybe the artifact, grid, metrics.csv, loss.png, TensorBoard."""
     cfg = trainer.cfg
     scores = score_quality(trainer, judge)
     row = EpochMetrics(epoch=trainer.epoch, step=trainer.step,
@@ -314,6 +327,8 @@ def write_epoch_outputs(trainer: Trainer, run_dir: Path, val_images: torch.Tenso
         write_metrics(run_dir, trainer.history)
     with writing(run_dir / PLOT_NAME, run_dir):
         plot_losses(run_dir, trainer.history, f"{judge.metric} ({judge.feature_network})" if judge else "not scored")
+    if board is not None:
+        board.epoch(trainer.step, asdict(row), grid)
     score_text = "  ".join(f"{k} {v:.4g}" for k, v in scores.items()) if scores else ""
     kept = "  (kept)" if scores and improved else ""
     append_log(run_dir,

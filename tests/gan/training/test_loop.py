@@ -197,7 +197,7 @@ def assert_same_run(a: Path, b: Path) -> None:
     (signal.SIGINT, 5, 0),  # Ctrl-C in an epoch's last batch: the epoch is finished and saved, then it stops
 ])
 def test_a_stop_signal_saves_the_step_and_resume_is_bit_identical(data_root, tmp_path, monkeypatch, straight_run,
-                                                                  signum, at_step, batch):
+                                                                  terminal_sigint, signum, at_step, batch):
     before = signal.getsignal(signum)
     signal_at_steps(monkeypatch, {at_step: [signum]})
     with pytest.raises(TrainingStopped) as stopped:
@@ -224,7 +224,7 @@ def test_a_stop_signal_saves_the_step_and_resume_is_bit_identical(data_root, tmp
     assert f"resumed at epoch {epochs_done}" in (run_dir / "log.txt").read_text()
 
 
-def test_ctrl_c_twice_stops_at_once_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch):
+def test_ctrl_c_twice_stops_at_once_and_keeps_the_last_checkpoint(data_root, tmp_path, monkeypatch, terminal_sigint):
     signal_at_steps(monkeypatch, {7: [signal.SIGINT, signal.SIGINT]})
     with pytest.raises(KeyboardInterrupt):
         train(signal_run(data_root, tmp_path))

@@ -21,31 +21,31 @@ def empty_torch_home(tmp_path, monkeypatch) -> Path:
 
 
 def test_no_inception_weights_anywhere_gives_none(empty_torch_home):
-    assert fid_inception.find_inception_weights() is None
+    assert fid_inception.named_inception_weights() is None and fid_inception.cached_inception_weights() is None
 
 
 def test_inception_weights_are_found_in_the_torch_hub_cache(empty_torch_home):
     cached = empty_torch_home / "hub" / "checkpoints" / fid_inception.INCEPTION_WEIGHTS_NAME
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"not really weights")
-    assert fid_inception.find_inception_weights() == cached
+    assert fid_inception.cached_inception_weights() == cached
 
 
 def test_inception_weights_named_by_env_or_argument(empty_torch_home, tmp_path, monkeypatch):
     folder = tmp_path / "weights"
     folder.mkdir()
     (folder / fid_inception.INCEPTION_WEIGHTS_NAME).write_bytes(b"x")
-    assert fid_inception.find_inception_weights(folder) == folder / fid_inception.INCEPTION_WEIGHTS_NAME
+    assert fid_inception.named_inception_weights(folder) == folder / fid_inception.INCEPTION_WEIGHTS_NAME
     monkeypatch.setenv(fid_inception.INCEPTION_WEIGHTS_ENV, str(folder / fid_inception.INCEPTION_WEIGHTS_NAME))
-    assert fid_inception.find_inception_weights() == folder / fid_inception.INCEPTION_WEIGHTS_NAME
+    assert fid_inception.named_inception_weights() == folder / fid_inception.INCEPTION_WEIGHTS_NAME
 
 
 def test_named_but_missing_inception_weights_is_one_clear_error(empty_torch_home, tmp_path, monkeypatch):
     with pytest.raises(EvalError, match="--inception-weights names .* does not exist"):
-        fid_inception.find_inception_weights(tmp_path / "nowhere.pth")
+        fid_inception.named_inception_weights(tmp_path / "nowhere.pth")
     monkeypatch.setenv(fid_inception.INCEPTION_WEIGHTS_ENV, str(tmp_path / "nowhere.pth"))
     with pytest.raises(EvalError, match=r"\$GANCLI_INCEPTION_WEIGHTS names .* does not exist") as e:
-        fid_inception.find_inception_weights()
+        fid_inception.named_inception_weights()
     assert "\n" not in str(e.value)
 
 

@@ -292,13 +292,13 @@ def test_interrupted_run_resumes_with_no_duplicate_missing_or_partial_file(tmp_p
     assert sorted(manifest_indices(out / "manifest.jsonl")) == list(range(n))
 
 
-def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models):
+def test_ctrl_c_stops_worker_processes_cleanly(tmp_path, models, sigint_at_default):
     """A real SIGINT to the process group, as a terminal sends it, during the default process layout."""
     out = tmp_path / "out"
     command = [sys.executable, "-m", "gancli.cli", "generate", "-n", "100000", "--out", str(out), "--model",
                str(models["mlp"]), "--device", "cpu", "--batch-size", "50"]
     proc = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_at_default)
     try:
         deadline = time.monotonic() + 60
         while len(list(out.glob("*/*.png"))) < 200 and time.monotonic() < deadline and proc.poll() is None:
