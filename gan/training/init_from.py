@@ -130,7 +130,8 @@ def freeze_first_layers(D: torch.nn.Module, n: int) -> int:
 def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     """A model folder to continue `run_dir` from with --init-from, from its last checkpoint, weights only (no
     optimizer state): the EMA generator as generator.safetensors + generator.json (its lineage: images seen and
-    training hours in all), G as generator-train.safetensors, D as discriminator.safetensors, and the run's
+    training hours in all; no quality, which the run's scores gave its kept epoch, not these weights), G as
+    generator-train.safetensors, D as discriminator.safetensors, and the run's
     config.json (without the paths of the machine it ran on), metrics.csv, loss.png and last sample grid."""
     import hashlib
     import shutil
@@ -152,7 +153,7 @@ def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     ema = state_bytes(state["G_ema"], "gancli-generator")
     spec = GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
                          width=cfg.width, dataset=cfg.dataset_name, epochs=state["epoch"], seed=cfg.seed,
-                         g_dropout=cfg.g_dropout, class_names=[], quality=state.get("best"), lineage=lineage,
+                         g_dropout=cfg.g_dropout, class_names=[], quality=None, lineage=lineage,
                          weights_sha256=hashlib.sha256(ema).hexdigest())
     write_pair(out_dir / WEIGHTS_NAME, ema, out_dir / SPEC_NAME, spec.to_json())
     write_bytes_atomic(out_dir / TRAIN_GENERATOR_NAME, state_bytes(state["G"], "gancli-generator"))
