@@ -127,12 +127,27 @@ def freeze_first_layers(D: torch.nn.Module, n: int) -> int:
     return min(n, len(layers))
 
 
+CURVE_NAME = "curve.csv"  # the quality score against the images seen, over every stretch of a long run
+
+
+def curve_csv(path: Path, history: list[dict], images_before: int | None, images_per_step: int) -> str:
+    """curve.csv: the rows already in `path` (earlier stretches), then this run's scored epochs, each at the
+    images seen in all (unknown ones, of a model that did not count, are left empty)."""
+    rows = path.read_text().splitlines()[1:] if path.is_file() else []
+    for row in history:
+        if row.get("quality") is not None:
+            seen = "" if images_before is None else images_before + row["step"] * images_per_step
+            rows.append(f"{seen},{row['quality']}")
+    return "images_seen,quality\n" + "".join(line + "\n" for line in rows)
+
+
 def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     """A model folder to continue `run_dir` from with --init-from, from its last checkpoint, weights only (no
     optimizer state): the EMA generator as generator.safetensors + generator.json (its lineage: images seen and
     training hours in all; no quality, which the run's scores gave its kept epoch, not these weights), G as
     generator-train.safetensors, D as discriminator.safetensors, and the run's
-    config.json (without the paths of the machine it ran on), metrics.csv, loss.png and last sample grid."""
+    config.json (without the paths of the machine it ran on), metrics.csv, loss.png, last sample grid and
+    curve.csv, the score against the images seen, which each stretch extends."""
     import hashlib
     import shutil
 
@@ -162,6 +177,8 @@ def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     write_text_atomic(out_dir / SOURCE_CONFIG_NAME, cfg.to_json())
     for name in ("metrics.csv", "loss.png"):
         shutil.copyfile(run_dir / name, out_dir / name)
+    write_text_atomic(out_dir / CURVE_NAME, curve_csv(out_dir / CURVE_NAME, state["history"], before, cfg.batch_size
+                                                      * state["world_size"]))
     grids = sorted((run_dir / "samples").glob("epoch*.png"))
     if grids:
         shutil.copyfile(grids[-1], out_dir / "samples.png")

@@ -89,3 +89,12 @@ def test_freeze_d_fixes_the_first_layers_of_d():
     assert [p.requires_grad for p in D.parameters()] == [False, False, False, False, True, True]
     with pytest.raises(ConfigError, match="--freeze-d"):
         gancli.train_config("mnist", freeze_d=2)
+
+
+def test_the_curve_of_a_long_run_grows_with_each_stretch(tmp_path):
+    history = [{"step": 10, "quality": 80.0}, {"step": 20, "quality": None}, {"step": 30, "quality": 60.5}]
+    first = init_from.curve_csv(tmp_path / "curve.csv", history, 0, 64)
+    assert first == "images_seen,quality\n640,80.0\n1920,60.5\n"
+    (tmp_path / "curve.csv").write_text(first)
+    second = init_from.curve_csv(tmp_path / "curve.csv", [{"step": 5, "quality": 50.0}], 1920, 64)
+    assert second.splitlines()[1:] == ["640,80.0", "1920,60.5", "2240,50.0"]
