@@ -20,13 +20,13 @@ from safetensors.torch import load_file
 
 from gancli.gan.artifact import SPEC_NAME, WEIGHTS_NAME, load_spec, load_verified_state
 from gancli.gan.errors import ArtifactError, ConfigError
+from gancli.gan.training.config import CONFIG_NAME as SOURCE_CONFIG_NAME
+from gancli.gan.training.run_dir import CHECKPOINT_NAME
 from gancli.models import models_dir
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 DISCRIMINATOR_FORMAT = "gancli-discriminator"
 TRAIN_GENERATOR_NAME = "generator-train.safetensors"
-CHECKPOINT_NAME = "checkpoint.pt"
-SOURCE_CONFIG_NAME = "config.json"
 # the options that shape G and D: a model's weights fit only networks built with its values
 ARCHITECTURE = ("arch", "latent_dim", "img_size", "channels", "width", "g_dropout", "spectral_norm", "d_batch_norm", "d_depth",
                 "conditional")
