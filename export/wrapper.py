@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from gancli.gan.artifact import GeneratorSpec, gancli_version
-from gancli.runtime.metadata import (OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC,
-                                     WIDTH_FORMAT_VERSION, ModelMetadata)
+from gancli.runtime.metadata import (DEPTH_FORMAT_VERSION, OUTPUT_FLOAT_NCHW, OUTPUT_KINDS, OUTPUT_UINT8_NHWC,
+                                     ModelMetadata)
 from gancli.runtime.pixels import to_levels
 from gancli.export.errors import ExportError
 
@@ -68,9 +68,10 @@ def build_metadata(spec: GeneratorSpec, output_kind: str, fp16: bool) -> ModelMe
         precision=PRECISION_FP16 if fp16 else PRECISION_FP32,
         gancli_version=gancli_version(),
         weights_sha256=spec.weights_sha256,
-        format_version=WIDTH_FORMAT_VERSION,
+        format_version=DEPTH_FORMAT_VERSION,
         class_names=tuple(spec.class_names),
         width=spec.width,
+        g_depth=spec.g_depth,
     )
 
 

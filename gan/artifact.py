@@ -50,6 +50,7 @@ class GeneratorSpec:
     epochs: int
     seed: int
     g_dropout: float = 0.0  # training-time only: eval and export run G without dropout
+    g_depth: int = 1  # convolutions per resolution (older generator.json files have none: 1)
     class_names: list[str] = field(default_factory=list)  # conditional G: label i means class_names[i]; [] otherwise
     # the in-training score this generator was kept for: {"metric", "value", "epoch", "num_images"}
     quality: dict | None = None
@@ -106,7 +107,7 @@ def spec_fields(cls: type, data: Any, source: str, fmt: str, version: int, what:
 
 def build_from_spec(spec: GeneratorSpec) -> nn.Module:
     return build_generator(spec.arch, spec.latent_dim, spec.channels, spec.img_size, spec.width, spec.g_dropout,
-                           spec.num_classes)
+                           spec.num_classes, spec.g_depth)
 
 
 def save_generator(G: nn.Module, spec: GeneratorSpec, out_dir: str | Path) -> Path:

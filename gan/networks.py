@@ -127,28 +127,24 @@ def dcgan_plan(img_size: int, width: int) -> tuple[int, list[int]]:
 
 
 class DCGANGenerator(nn.Module):
-    """Transposed convolutions with BN + ReLU, Tanh output."""
+    """Transposed convolutions with BN + ReLU, Tanh output; `depth` > 1 adds 3x3 convolutions at each
+    resolution, as D's `depth` does (more capacity per pixel at the cost of compute)."""
 
     def __init__(self, latent_dim: int, channels: int, img_size: int, width: int = 64, dropout: float = 0.0,
-                 num_classes: int = 0):
+                 num_classes: int = 0, depth: int = 1):
         super().__init__()
         start, widths = dcgan_plan(img_size, width)
         self.input = LabelledLatent(latent_dim, num_classes)
+
+        def block(first: nn.Module, c_out: int) -> list[nn.Module]:
+            convs = [first] + [nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False) for _ in range(depth - 1)]
+            return [layer for conv in convs for layer in (conv, nn.BatchNorm2d(c_out), nn.ReLU(True), *_dropout(dropout))]
+
         # state size: input x 1 x 1 -> widths[0] x start x start
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(self.input.out_dim, widths[0], start, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(True),
-            *_dropout(dropout),
-        ]
+        layers = block(nn.ConvTranspose2d(self.input.out_dim, widths[0], start, 1, 0, bias=False), widths[0])
         # each block doubles the side and halves the channels
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(True),
-                *_dropout(dropout),
-            ]
+            layers += block(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), c_out)
         # state size: widths[-1] x size/2 x size/2 -> channels x size x size
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -210,11 +206,11 @@ def dcgan_init_(module: nn.Module) -> None:
 
 
 def build_generator(arch: str, latent_dim: int, channels: int, img_size: int, width: int = 64,
-                    dropout: float = 0.0, num_classes: int = 0) -> nn.Module:
+                    dropout: float = 0.0, num_classes: int = 0, depth: int = 1) -> nn.Module:
     if arch == "mlp":
         return MLPGenerator(latent_dim, channels, img_size, dropout, num_classes)
     if arch == "dcgan":
-        return DCGANGenerator(latent_dim, channels, img_size, width, dropout, num_classes)
+        return DCGANGenerator(latent_dim, channels, img_size, width, dropout, num_classes, depth)
     raise ValueError(f"unknown arch {arch!r}")
 
 
@@ -227,5 +223,6 @@ def build_discriminator(cfg: TrainConfig, num_classes: int = 0) -> nn.Module:
 
 def build_models(cfg: TrainConfig, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     """Fresh (G, D) for a training config; `num_classes` > 0 makes both class-conditional."""
-    G = build_generator(cfg.arch, cfg.latent_dim, cfg.channels, cfg.img_size, cfg.width, cfg.g_dropout, num_classes)
+    G = build_generator(cfg.arch, cfg.latent_dim, cfg.channels, cfg.img_size, cfg.width, cfg.g_dropout, num_classes,
+                        cfg.g_depth)
     return G, build_discriminator(cfg, num_classes)

@@ -17,10 +17,11 @@ from gancli.runtime.errors import GenerateError
 from gancli.runtime.jsonfile import check_format
 
 METADATA_KEY = "gancli"
-METADATA_FORMAT_VERSION = 3  # the newest this version reads
+METADATA_FORMAT_VERSION = 4  # the newest this version reads
 UNCONDITIONAL_FORMAT_VERSION = 1  # an unconditional model of gancli <= 0.2
 CONDITIONAL_FORMAT_VERSION = 2  # adds class_names and the `label` input
-WIDTH_FORMAT_VERSION = 3  # adds the network's width, which eval's untrained ceiling needs: what gancli writes now
+WIDTH_FORMAT_VERSION = 3  # adds the network's width, which eval's untrained ceiling needs
+DEPTH_FORMAT_VERSION = 4  # adds G's convolutions per resolution, which the ceiling needs too: what gancli writes now
 INPUT_NAME = "z"
 LABEL_NAME = "label"  # conditional models only: int64 [batch], indices into class_names
 OUTPUT_NAME = "images"
@@ -57,6 +58,7 @@ class ModelMetadata:
     # a class-conditional model: label i means class_names[i]; () when unconditional (older files have no key)
     class_names: tuple[str, ...] = ()
     width: int | None = None  # dcgan: channels at the finest resolution (None: a file of gancli <= 0.2)
+    g_depth: int | None = None  # dcgan: G's convolutions per resolution (None: a file of format <= 3, which had 1)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -82,8 +84,9 @@ class ModelMetadata:
             data["class_names"] = list(self.class_names)
         else:
             del data["class_names"]  # an unconditional model has no class_names key
-        if self.width is None:
-            del data["width"]
+        for name in ("width", "g_depth"):  # older formats have no key
+            if data[name] is None:
+                del data[name]
         return json.dumps(data, sort_keys=True)
 
     @classmethod

@@ -41,10 +41,11 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def export_untrained() -> Callable[..., Path]:
     """export_untrained(path, arch, latent_dim, channels, img_size, width, *, dataset="test", class_names=None,
-    output_kind="uint8_nhwc"): an untrained generator built from seed 0 (conditional when `class_names` is given),
+    output_kind="uint8_nhwc", depth=1): an untrained generator built from seed 0 (conditional when `class_names` is given),
     exported to ONNX at `path`; returns `path`. Torch is imported only when a test asks for one."""
     def export(path: Path, arch: str, latent_dim: int, channels: int, img_size: int, width: int, *,
-               dataset: str = "test", class_names: list[str] | None = None, output_kind: str | None = None) -> Path:
+               dataset: str = "test", class_names: list[str] | None = None, output_kind: str | None = None,
+               depth: int = 1) -> Path:
         import torch
 
         from gancli.export.onnx import export_onnx
@@ -54,8 +55,8 @@ def export_untrained() -> Callable[..., Path]:
 
         torch.manual_seed(0)
         spec = GeneratorSpec(arch=arch, latent_dim=latent_dim, channels=channels, img_size=img_size, width=width,
-                             dataset=dataset, epochs=0, seed=0, class_names=list(class_names or []))
-        G = build_generator(arch, latent_dim, channels, img_size, width, num_classes=len(class_names or []))
+                             dataset=dataset, epochs=0, seed=0, class_names=list(class_names or []), g_depth=depth)
+        G = build_generator(arch, latent_dim, channels, img_size, width, num_classes=len(class_names or []), depth=depth)
         export_onnx(G.eval(), spec, path, output_kind=output_kind or OUTPUT_UINT8_NHWC)
         return path
     return export

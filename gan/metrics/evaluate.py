@@ -176,7 +176,7 @@ def evaluate_model(model: str | Path, dataset: str, n: int = 10_000, *, seed: in
     generated, labels, meta = generate_array(path, n, seed=seed, device=device, precision=precision,
                                              return_labels=True, truncation=truncation)
     untrained = untrained_generator_images(meta.arch, meta.latent_dim, meta.channels, meta.img_size, n,
-                                           width=meta.width or DEFAULT_WIDTH)
+                                           width=meta.width or DEFAULT_WIDTH, depth=meta.g_depth or 1)
     result = evaluate(generated, untrained, dataset, data_root=str(data_root) if data_root is not None else None,
                       inception_weights=inception_weights, device=device, seed=seed, log=log, inception=inception)
     if meta.width is None and meta.arch == "dcgan":

@@ -78,12 +78,12 @@ def load_real_data(dataset: str, data_root: str | Path | None, image_shape: tupl
 
 @torch.no_grad()
 def untrained_generator_images(arch: str, latent_dim: int, channels: int, img_size: int, num_images: int,
-                               width: int = 64, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+                               width: int = 64, depth: int = 1, seed: int = 0, batch_size: int = 500) -> np.ndarray:
     """Images of a freshly initialised generator (as training starts it, eval mode), seeded: uint8 [N, H, W, C]."""
     # fork the RNG so that seeding the weights here leaves the caller's global torch RNG as it was
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        G = build_generator(arch, latent_dim, channels, img_size, width)  # initialised as its paper does
+        G = build_generator(arch, latent_dim, channels, img_size, width, depth=depth)  # initialised as its paper does
     G.eval()
     z_gen = torch.Generator().manual_seed(seed)
     batches = [to_uint8_nhwc(G(torch.randn(min(batch_size, num_images - start), latent_dim, generator=z_gen)))

@@ -68,6 +68,8 @@ class TrainConfig:
     d_depth: int = field(default=1, metadata=option(
         "dcgan: D's convolutions per resolution (1: DCGAN; 2 adds a 3x3 conv, as SNGAN's D).", MODEL, "N",
         RECIPE_DEFAULT))
+    g_depth: int = field(default=1, metadata=option(
+        "dcgan: G's convolutions per resolution (1: DCGAN; 2 adds a 3x3 conv after each upsampling).", MODEL, "N"))
     g_dropout: float = field(default=0.0, metadata=option(
         "Dropout after each hidden G block while training (0: off); off at eval and export.", MODEL, "FLOAT",
         RECIPE_DEFAULT))
@@ -278,7 +280,7 @@ def validate_config(cfg: TrainConfig) -> None:
     for name in ("lr_g", "lr_d"):
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-    for name in ("n_epochs", "batch_size", "latent_dim", "width", "d_depth", "sample_interval"):
+    for name in ("n_epochs", "batch_size", "latent_dim", "width", "d_depth", "g_depth", "sample_interval"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0.0 < cfg.real_label <= 1.0:

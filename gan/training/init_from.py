@@ -28,8 +28,8 @@ DISCRIMINATOR_NAME = "discriminator.safetensors"
 DISCRIMINATOR_FORMAT = "gancli-discriminator"
 TRAIN_GENERATOR_NAME = "generator-train.safetensors"
 # the options that shape G and D: a model's weights fit only networks built with its values
-ARCHITECTURE = ("arch", "latent_dim", "img_size", "channels", "width", "g_dropout", "spectral_norm", "d_batch_norm", "d_depth",
-                "conditional")
+ARCHITECTURE = ("arch", "latent_dim", "img_size", "channels", "width", "g_depth", "g_dropout", "spectral_norm",
+                "d_batch_norm", "d_depth", "conditional")
 
 
 def resolve_source(model: str | Path) -> Path:
@@ -43,7 +43,7 @@ def resolve_source(model: str | Path) -> Path:
 
 
 def source_options(folder: Path) -> dict[str, Any]:
-    """The architecture options of the model in `folder`, from its config.json (older configs lack d_depth: 1)."""
+    """The architecture options of the model in `folder`, from its config.json (older configs lack d_depth and g_depth: 1)."""
     from gancli.gan.training.config import TrainConfig
 
     cfg = TrainConfig.load(folder / SOURCE_CONFIG_NAME, "pass a model folder written by gancli")
@@ -168,7 +168,7 @@ def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     ema = state_bytes(state["G_ema"], "gancli-generator")
     spec = GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
                          width=cfg.width, dataset=cfg.dataset_name, epochs=state["epoch"], seed=cfg.seed,
-                         g_dropout=cfg.g_dropout, class_names=[], quality=None, lineage=lineage,
+                         g_dropout=cfg.g_dropout, g_depth=cfg.g_depth, class_names=[], quality=None, lineage=lineage,
                          weights_sha256=hashlib.sha256(ema).hexdigest())
     write_pair(out_dir / WEIGHTS_NAME, ema, out_dir / SPEC_NAME, spec.to_json())
     write_bytes_atomic(out_dir / TRAIN_GENERATOR_NAME, state_bytes(state["G"], "gancli-generator"))

@@ -67,7 +67,7 @@ def generator_spec(cfg: TrainConfig, epochs: int, class_names: list[str], qualit
             else started["images_seen_before"] + images_this_run}
     return GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
                          width=cfg.width, dataset=cfg.dataset_name, epochs=epochs, seed=cfg.seed,
-                         g_dropout=cfg.g_dropout, class_names=class_names, quality=quality,
+                         g_dropout=cfg.g_dropout, g_depth=cfg.g_depth, class_names=class_names, quality=quality,
                          lineage={**started, **seen})
 
 

@@ -234,17 +234,19 @@ def test_metadata_round_trips_through_onnxruntime_alone(exported, artifact):
         assert data["value_range"] == list(spec["value_range"])
         assert (data["output_kind"], data["precision"]) == (kind, precision)
         assert ModelMetadata.from_props(props).image_shape == (spec["channels"], spec["img_size"], spec["img_size"])
-        # an unconditional model has no class_names; format 3 gives the width the untrained ceiling needs
-        assert "class_names" not in data and data["format_version"] == 3 and data["width"] == spec["width"]
+        # an unconditional model has no class_names; format 4 gives the width and depth the untrained ceiling needs
+        assert "class_names" not in data and data["format_version"] == 4
+        assert (data["width"], data["g_depth"]) == (spec["width"], spec["g_depth"])
     assert len(spec["weights_sha256"]) == 64
 
 
 @pytest.mark.parametrize("img_size", [28, 32, 64])
-def test_subpixel_rewrite_is_the_same_generator(img_size):
+@pytest.mark.parametrize("depth", [1, 2])
+def test_subpixel_rewrite_is_the_same_generator(img_size, depth):
     """The projection as a Linear, each stride-2 ConvTranspose + BN + ReLU as 4 phase convolutions + pixel
-    shuffle: the same function."""
+    shuffle, the 3x3 convolutions of a deeper G left as they are: the same function."""
     torch.manual_seed(img_size)
-    G = build_generator("dcgan", 16, 3, img_size, width=8, dropout=0.1)
+    G = build_generator("dcgan", 16, 3, img_size, width=8, dropout=0.1, depth=depth)
     randomize_weights_(G, img_size)
     rewritten = subpixel_generator(G)
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in rewritten.modules())
@@ -361,7 +363,7 @@ def test_conditional_metadata_lists_the_class_names(conditional_exported, condit
             props = {METADATA_KEY: ""}
             torch.jit.load(str(path), _extra_files=props)
         data = json.loads(props[METADATA_KEY])
-        assert data["class_names"] == spec["class_names"] == CLASS_NAMES and data["format_version"] == 3, name
+        assert data["class_names"] == spec["class_names"] == CLASS_NAMES and data["format_version"] == 4, name
         meta = ModelMetadata.from_props(props)
         assert (meta.num_classes, meta.input_names) == (3, ["z", "label"])
 
@@ -373,8 +375,10 @@ def test_metadata_of_older_files_still_reads_and_newer_is_refused():
     meta = ModelMetadata.from_json(json.dumps(old))
     assert (meta.class_names, meta.conditional, meta.input_names) == ((), False, ["z"])
     assert json.loads(meta.to_json()) == old  # written back key for key
+    width_only = ModelMetadata.from_json(json.dumps({**old, "format_version": 3, "width": 32}))
+    assert (width_only.width, width_only.g_depth) == (32, None)  # format 3 had no g_depth: its G had 1
     with pytest.raises(Exception, match="written by a newer gancli"):
-        ModelMetadata.from_json(json.dumps({**old, "format_version": 4}))
+        ModelMetadata.from_json(json.dumps({**old, "format_version": 5}))
     with pytest.raises(Exception, match="empty or repeated"):
         ModelMetadata.from_json(json.dumps({**old, "format_version": 2, "class_names": ["a", "a"]}))
 

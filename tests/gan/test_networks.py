@@ -1,4 +1,4 @@
-"""gancli.gan.networks: every G and D of a config has the documented shapes, D's depth adds 3x3 convs per
+"""gancli.gan.networks: every G and D of a config has the documented shapes, D's and G's depth add 3x3 convs per
 resolution, conditional networks route labels, and networks initialise themselves as their paper does."""
 from __future__ import annotations
 
@@ -34,6 +34,19 @@ def test_d_depth_adds_one_stride_1_conv_per_resolution():
     resolutions = len(dcgan_plan(28, 8)[1])
     assert len(convs[0]) == resolutions and len(convs[1]) == 2 * resolutions
     assert [c.stride for c in convs[1]] == [(2, 2), (1, 1)] * resolutions
+
+
+def test_g_depth_adds_one_3x3_conv_per_resolution_and_depth_1_keeps_the_weights_names_of_older_models():
+    shallow, deep = (build_models(resolve_config("mnist", width=8, g_depth=depth))[0] for depth in (1, 2))
+    convs = [[m for m in G.net if isinstance(m, nn.Conv2d)] for G in (shallow, deep)]
+    resolutions = len(dcgan_plan(28, 8)[1])
+    assert convs[0] == [] and len(convs[1]) == resolutions
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs[1])
+    assert deep(torch.randn(3, 100)).shape == (3, 1, 28, 28)
+    # a depth-1 G is the DCGAN of every model shipped before g_depth: the same layer names, so their weights load
+    assert list(shallow.state_dict()) == [f"net.{name}" for name in (
+        "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+        "3.weight", "4.weight", "4.bias", "4.running_mean", "4.running_var", "4.num_batches_tracked", "6.weight")]
 
 
 def test_classic_recipe_keeps_the_dcgan_paper_d_with_batch_norm_after_every_conv_but_the_first():

@@ -87,23 +87,24 @@ def test_evaluate_model_of_a_missing_model_is_a_generate_error(tmp_path):
         evaluate_model(tmp_path / "nope.onnx", "mnist", 10)
 
 
-def test_the_untrained_ceiling_has_the_width_of_an_exported_model_with_nothing_beside_it(tmp_path, monkeypatch,
-                                                                                        export_untrained):
-    """`gancli export` writes RUN/export/ with no generator.json: the width comes from the ONNX metadata."""
+def test_the_untrained_ceiling_has_the_width_and_depth_of_an_exported_model_with_nothing_beside_it(
+        tmp_path, monkeypatch, export_untrained):
+    """`gancli export` writes RUN/export/ with no generator.json: the width and depth come from the ONNX metadata."""
     from gancli.gan.metrics import evaluate as evaluate_module
 
     (tmp_path / "export").mkdir()
-    model = export_untrained(tmp_path / "export" / "generator-uint8.onnx", "dcgan", 16, 1, 28, 16, dataset="mnist")
+    model = export_untrained(tmp_path / "export" / "generator-uint8.onnx", "dcgan", 16, 1, 28, 16, dataset="mnist",
+                             depth=2)
     built = {}
 
-    def untrained(arch, latent_dim, channels, img_size, n, width):
-        built["width"] = width
+    def untrained(arch, latent_dim, channels, img_size, n, width, depth):
+        built.update(width=width, depth=depth)
         return np.zeros((n, img_size, img_size, channels), np.uint8)
 
     monkeypatch.setattr(evaluate_module, "untrained_generator_images", untrained)
     monkeypatch.setattr(evaluate_module, "evaluate", lambda *args, **kwargs: {"notes": []})
     evaluate_module.evaluate_model(model, "mnist", n=10, device="cpu", inception=False)
-    assert built["width"] == 16
+    assert built == {"width": 16, "depth": 2}
 
 
 def test_the_api_returns_a_typed_result_that_round_trips_through_its_json(tmp_path, data_root):

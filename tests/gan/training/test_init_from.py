@@ -47,6 +47,7 @@ def test_a_run_continues_from_the_saved_state_with_its_weights_and_lineage(first
 @pytest.mark.parametrize("flags, says", [
     (["--width", "16"], "--width 16 here, 8 in the model"),
     (["--arch", "mlp"], "--arch mlp here, dcgan in the model"),
+    (["--g-depth", "2"], "--g-depth 2 here, 1 in the model"),
 ])
 def test_an_architecture_that_differs_is_one_line_and_no_run_folder(first_run, data_root, tmp_path, flags, says):
     result = CliRunner().invoke(app, ["train", "--init-from", str(first_run), "--data-root", str(data_root),
