@@ -65,7 +65,8 @@ def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fm
     model: a shipped model name (default "cats-dcgan"), a model folder or an .onnx file from
     `gancli export`. batch_size: a positive int or "auto"; device: "auto", "cuda" or "cpu"; fmt:
     "png", "jpg" or "npz"; shard: "K/M"; grid: a PNG path for a grid of the first 64 images;
-    precision: None (fp32) or "int8"; classes (`--class`): for a class-conditional model, the
+    precision: "fp32", "int8", or None: on the CPU the folder's int8 graph where its evals score it as
+    the fp32 one (docs/generate.md), else fp32; classes (`--class`): for a class-conditional model, the
     classes to make, as "3,7" or a list of names (str) or indices (int), default every class (image
     i gets the (i mod count)-th); file_layout (`--layout`): "flat" or "imagefolder" (OUT/<class
     name>/<index>.png); truncation (`--truncation`): psi in (0, 1], z pulled toward its mean as
@@ -85,8 +86,8 @@ def generate(n, out, model=None, *, batch_size="auto", device="auto", seed=0, fm
 def generate_array(model=None, n=64, seed=0, device="auto", precision=None, classes=None, return_labels=False,
                    truncation=1.0):
     """Images 0..n-1 of `model` as one uint8 array [n, height, width, channels]: the same images
-    `generate` writes as files with the same seed (and classes and truncation). `model`, `classes` and
-    `truncation` as in `generate`.
+    `generate` writes as files with the same seed (and classes and truncation). `model`, `precision`,
+    `classes` and `truncation` as in `generate`.
 
     With return_labels=True, returns (images, labels): labels int64 [n], each image's class as an
     index into `class_names(model)`, or None for an unconditional model.

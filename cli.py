@@ -346,7 +346,8 @@ def generate(
     fmt: str = typer.Option("png", "--format", metavar="FORMAT", help="png, jpg, or npz (1,000 images per file)."),
     shard: str = typer.Option("0/1", metavar="K/M", help="Make part K (from 0) of M disjoint parts of the same set."),
     grid: Optional[Path] = typer.Option(None, metavar="FILE", help="Also write a grid PNG of the first (up to 64) images."),
-    precision: Optional[str] = typer.Option(None, metavar="fp32|int8", show_default="fp32",
+    precision: Optional[str] = typer.Option(None, metavar="fp32|int8",
+                                            show_default="int8 on the CPU where the model's evals score it as fp32",
                                             help="fp32, or int8: the model's int8 CPU graph (`gancli export --int8`); "
                                                  "an .onnx file is used as it is."),
     classes: Optional[str] = typer.Option(None, "--class", metavar="NAMES", show_default="every class",
@@ -387,7 +388,8 @@ def generate(
         labelled = f"; classes {', '.join(result.classes)}" if result.classes else ""
         console.print(f"made {result.made:,} images in {result.seconds:.3g} s ({result.generating_seconds:.3g} s of it "
                       f"generating: {result.images_per_second:,.0f} images/s; {result.already:,} already there; "
-                      f"{result.device}, {result.layout} x{result.workers}, batch {result.batch_size}{labelled}) "
+                      f"{result.device} {result.precision}, {result.layout} x{result.workers}, batch {result.batch_size}"
+                      f"{labelled}) "
                       f"in {result.out_dir}", highlight=False, soft_wrap=True)
 
 

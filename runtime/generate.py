@@ -33,9 +33,10 @@ from gancli.runtime.faults import FolderLock, StopSignals
 from gancli.runtime.files import sha256_file
 from gancli.runtime.labels import ClassesArg, describe_classes, resolve_classes
 from gancli.runtime.latents import MAX_SEED, NO_TRUNCATION, is_truncation
-from gancli.runtime.manifest import HEADER_VERSION, Manifest, check_header, shard_header_name, write_header
+from gancli.runtime.manifest import (HEADER_VERSION, Manifest, check_header, read_header, shard_header_name,
+                                     write_header)
 from gancli.runtime.metadata import ModelMetadata
-from gancli.runtime.models import check_precision, resolve_model
+from gancli.runtime.models import check_precision, cpu_default_session, resolve_model
 from gancli.runtime.session import GeneratorSession, resolve_device
 from gancli.runtime.workers import Job, Runner, Scheduler, auto_batch_size, choose_layout, make_images, plan_tasks
 from gancli.runtime.writer import (FORMATS, HEADER_NAME, INDEX_DIGITS, LAYOUT_FLAT, MAX_IMAGES, NPZ_CHUNK, FileNames,
@@ -61,6 +62,7 @@ class GenerateResult:
     file_layout: str = LAYOUT_FLAT
     classes: tuple[str, ...] = ()  # conditional models: the class names images cycle through; () otherwise
     generating_seconds: float = 0.0  # of `seconds`, those spent making images (not loading the model, checking)
+    precision: str = "fp32"  # of the graph `model` (an int8 one is the CPU's default where it measures alike)
 
     @property
     def images_per_second(self) -> float:
@@ -180,8 +182,11 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     with StopSignals() as signals:
         # one intra-op thread: no thread pool exists when worker processes fork from this one
         session = GeneratorSession(model_path, device=device, threads=1)
+        check_precision(session.metadata, precision, model_path)
+        if (precision is None and model_path != Path(model or "") and session.device == "cpu"
+                and not begun_with(model_path, Path(out_dir), shard)):
+            model_path, session = cpu_default_session(model_path, session, threads=1)
         meta = session.metadata
-        check_precision(meta, precision, model_path)
         plan = resolve_classes(meta, classes, model_path)
         if file_layout != LAYOUT_FLAT and plan is None:
             raise GenerateError(f"--layout {file_layout} makes one folder per class, but {model_path} is an unconditional "
@@ -236,7 +241,15 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
         write_grid(Path(grid), make_images(session, seed, first, plan, truncation))
     return GenerateResult(out_dir, model_path, session.device, layout, workers, batch_size, start, stop,
                           made, already, time.perf_counter() - started, file_layout,
-                          tuple(plan.requested_names) if plan is not None else (), generating)
+                          tuple(plan.requested_names) if plan is not None else (), generating, meta.precision)
+
+
+def begun_with(path: Path, out_dir: Path, shard: tuple[int, int]) -> bool:
+    """Whether `out_dir`'s record (or this shard's) says its images were made with the graph `path`: a folder
+    begun with the fp32 graph is finished with it, where int8 would otherwise be the CPU's default."""
+    records = [HEADER_NAME] + ([shard_header_name(*shard)] if shard[1] > 1 else [])
+    begun = [read_header(out_dir, name) for name in records] if out_dir.is_dir() else []
+    return any(header is not None and header.get("model_sha256") == sha256_file(path) for header in begun)
 
 
 def generate_header(job: Job, meta: ModelMetadata) -> dict:
@@ -264,8 +277,10 @@ def generate_array(model: str | Path, n: int, seed: int = 0, device: str = "auto
     labels int64 [N], indices into meta.class_names, None for an unconditional model."""
     path = resolve_model(model, precision)
     session = GeneratorSession(path, device=device)
+    check_precision(session.metadata, precision, path)
+    if precision is None and path != Path(model or "") and session.device == "cpu":
+        path, session = cpu_default_session(path, session, threads=0)
     meta = session.metadata
-    check_precision(meta, precision, path)
     plan = resolve_classes(meta, classes, path)
     try:
         images = np.empty((n, meta.img_size, meta.img_size, meta.channels), dtype=np.uint8)

@@ -12,6 +12,7 @@ from pathlib import Path
 from gancli.models import models_dir
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.metadata import ModelMetadata
+from gancli.runtime.session import GeneratorSession
 
 MODELS_DIR = models_dir()
 DEFAULT_MODEL = "cats-dcgan"
@@ -22,6 +23,11 @@ SERVING_FILES = {
 }
 DEFAULT_PRECISION = "fp32"
 EXPORT_RECORD = "parity.json"  # `gancli export`'s record of the files it wrote and their weights digest
+# `gancli eval --out` files beside a shipped model's graphs (scripts/ship_models.sh), one per precision
+EVAL_FILES = {"fp32": "eval.json", "int8": "eval-int8.json"}
+# On the CPU, generate serves a folder's int8 graph by default where the folder's own evals score it within this
+# distance (FID; FCD where no FID) of the fp32 graph: the same images to the metric, 1.4-1.6x faster on the DCGANs.
+INT8_DEFAULT_TOLERANCE = 0.5
 
 
 def resolve_model(model: str | Path | None, precision: str | None = None) -> Path:
@@ -63,11 +69,16 @@ def export_record(folder: Path) -> dict | None:
     return record if isinstance(record, dict) and isinstance(record.get("results"), list) else None
 
 
+def listed(path: Path) -> bool:
+    """Whether the export record of the graph's folder lists it (True where the folder has no record)."""
+    record = export_record(path.parent)
+    return record is None or path.name in {row.get("file") for row in record["results"] if isinstance(row, dict)}
+
+
 def check_listed(path: Path) -> None:
     """A graph in a model folder is the folder's only when the export's record lists it: one left beside a later
     export of fewer formats (of other weights) is refused, not taken."""
-    record = export_record(path.parent)
-    if record is not None and path.name not in {row.get("file") for row in record["results"] if isinstance(row, dict)}:
+    if not listed(path):
         raise GenerateError(f"{path} is not among the files of the export in {path.parent} ({EXPORT_RECORD}): it was "
                             f"left by an earlier export, maybe of other weights; export again with the format you want "
                             f"(`gancli export` with --int8 for the int8 graph), or delete it")
@@ -90,3 +101,65 @@ def check_precision(meta: ModelMetadata, precision: str | None, path: Path) -> N
     if precision is not None and meta.precision != precision:
         raise GenerateError(f"--precision {precision}: {path} is a {meta.precision} graph; drop --precision "
                             f"or pass a model name, whose {precision} graph is then taken")
+
+
+def cpu_default_session(path: Path, session: GeneratorSession, threads: int) -> tuple[Path, GeneratorSession]:
+    """The graph, and a session of it, to serve on the CPU when no precision was asked for, given the fp32 graph
+    `path` of a model folder and its CPU `session`: the folder's int8 graph where cpu_default_graph takes it and
+    it holds the same weights, else `path` and `session`."""
+    faster = cpu_default_graph(path, session.metadata.weights_sha256)
+    if faster == path:
+        return path, session
+    int8 = GeneratorSession(faster, device="cpu", threads=threads)
+    if int8.metadata.weights_sha256 != session.metadata.weights_sha256:
+        return path, session
+    check_record(int8.metadata, faster)
+    return faster, int8
+
+
+def cpu_default_graph(path: Path, weights_sha256: str) -> Path:
+    """The graph generate serves on the CPU when no --precision is given, for the fp32 graph `path` (of weights
+    `weights_sha256`) of a model folder: the folder's int8 graph where its evals measured both graphs of these
+    weights alike (int8_measured_alike), else `path`."""
+    int8 = path.parent / SERVING_FILES["int8"][0]
+    if not int8.is_file() or not listed(int8):
+        return path
+    return int8 if int8_measured_alike(path, int8, weights_sha256) else path
+
+
+def int8_measured_alike(fp32: Path, int8: Path, weights_sha256: str) -> bool:
+    """Whether the folder's eval.json and eval-int8.json score these two graphs (by file name and precision) of
+    these weights, with the same seed and number of images, and put them within INT8_DEFAULT_TOLERANCE."""
+    evals = [eval_record(fp32.parent / EVAL_FILES[precision], graph.name, precision)
+             for precision, graph in (("fp32", fp32), ("int8", int8))]
+    if None in evals or {(e["model"]["weights_sha256"], e["model"]["seed"], e["counts"]["generated"])
+                         for e in evals} != {(weights_sha256, evals[0]["model"]["seed"], evals[0]["counts"]["generated"])}:
+        return False
+    for metric in ("FID", "FCD"):
+        values = [distance(e, metric) for e in evals]
+        if None not in values:
+            return abs(values[0] - values[1]) <= INT8_DEFAULT_TOLERANCE
+    return False
+
+
+def eval_record(path: Path, graph: str, precision: str) -> dict | None:
+    """The eval JSON at `path` when it scored `graph` of `precision` untruncated; None otherwise (absent, foreign,
+    of another graph)."""
+    try:
+        record = json.loads(path.read_text())
+        model, counts = record["model"], record["counts"]
+        ok = (Path(model["path"]).name == graph and model["precision"] == precision
+              and model.get("truncation_psi", 1.0) == 1.0 and isinstance(counts["generated"], int))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if ok else None
+
+
+def distance(record: dict, metric: str) -> float | None:
+    """The generated images' `metric` score in an eval record, None where it has none."""
+    for score in record.get("scores", []):
+        if isinstance(score, dict) and score.get("metric") == metric:
+            value = (score.get("generated") or {}).get("value")
+            return float(value) if isinstance(value, (int, float)) else None
+    return None
+

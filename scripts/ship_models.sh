@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Copies each trained run of scripts/train_shipped.sh into models/NAME/: the generator artifact (the
-# run's best-scoring EMA generator), its ONNX files (float, uint8 and int8 serving graphs,
+# run's best-scoring EMA generator), the discriminator of that epoch (so `gancli train --init-from NAME`
+# continues or fine-tunes it), its ONNX files (float, uint8 and int8 serving graphs,
 # parity-checked by `gancli export`), its training curves and the sample grid of the kept epoch, and
 # its `gancli eval` scores (fp32 and int8). No optimizer state, and no path of this machine: the
 # config's output and data folders are reset, and eval runs inside the model folder.
@@ -18,7 +19,8 @@ for name in "${names[@]}"; do
   [ -n "$run" ] && [ -f "$run/generator.json" ] || { echo "no finished epoch for $name in $runs; skipped"; continue; }
   dest="$root/models/$name"
   rm -rf "$dest.new" && mkdir -p "$dest.new"
-  cp "$run/generator.json" "$run/generator.safetensors" "$run/loss.png" "$run/metrics.csv" "$dest.new/"
+  cp "$run/generator.json" "$run/generator.safetensors" "$run/discriminator.safetensors" "$run/loss.png" \
+     "$run/metrics.csv" "$dest.new/"
   python3 - "$run" "$dest.new" <<'PY'
 import json, sys
 from pathlib import Path

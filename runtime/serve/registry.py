@@ -2,7 +2,8 @@
 
 `--model` takes what `gancli generate --model` takes (a shipped name, a model folder or an .onnx file),
 optionally as NAME=MODEL to choose the name in URLs; a path is otherwise named after its last part
-(without .onnx). Without --model, every shipped generator is served.
+(without .onnx). Without --model, every shipped generator is served. A name or folder served from the CPU
+gets the graph generate would use there (models.cpu_default_session), so both make the same pixels.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from gancli.models import shipped_generators
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.files import sha256_file
-from gancli.runtime.models import resolve_model
+from gancli.runtime.models import cpu_default_session, resolve_model
 from gancli.runtime.session import GeneratorSession
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # one URL path segment, nothing to escape
@@ -66,5 +67,8 @@ def load_models(specs: list[str] | None, device: str) -> dict[str, ServedModel]:
     served = {}
     for name, model in named.items():
         path = resolve_model(model)
-        served[name] = ServedModel(name, path, sha256_file(path), GeneratorSession(path, device=device, threads=0))
+        session = GeneratorSession(path, device=device, threads=0)
+        if session.device == "cpu" and path != Path(model):  # a name or folder: int8 where measured alike
+            path, session = cpu_default_session(path, session, threads=0)
+        served[name] = ServedModel(name, path, sha256_file(path), session)
     return served

@@ -38,7 +38,8 @@ def test_truncated_files_are_the_generator_on_psi_z(tmp_path):
     result = CliRunner().invoke(app, ["generate", "-n", "6", "--out", str(tmp_path), "--model", "mnist-cdcgan",
                                       "--seed", "4", "--device", "cpu", "--truncation", "0.6", "--class", "3,7"])
     assert result.exit_code == 0, result.output
-    session = GeneratorSession(resolve_model("mnist-cdcgan"), device="cpu")
+    served = json.loads((tmp_path / "generate.json").read_text())["model"]  # the int8 graph: the CPU's default
+    session = GeneratorSession(served, device="cpu")
     expected = session.images(latents(4, np.arange(6), session.metadata.latent_dim) * np.float32(0.6),
                               np.array([3, 7] * 3))
     np.testing.assert_array_equal(read_pngs(tmp_path)[..., None], expected)
