@@ -10,9 +10,9 @@
 set -euo pipefail
 runs=${1:?usage: scripts/train_shipped.sh RUNS_DIR}
 common=(--threads 1 --device cpu --seed 0 --eval-images 5000)
-(gancli train --dataset mnist --conditional --n-epochs 40 "${common[@]}" \
+(gancli train --dataset mnist --conditional --g-depth 1 --n-epochs 40 "${common[@]}" \
    --out-dir "$runs/mnist-cdcgan" > "$runs/mnist-cdcgan.log" 2>&1) &
-(gancli train --dataset mnist --n-epochs 40 "${common[@]}" \
+(gancli train --dataset mnist --n-epochs 26 "${common[@]}" \
    --out-dir "$runs/mnist-dcgan" > "$runs/mnist-dcgan.log" 2>&1 &&
  gancli train --dataset mnist --arch mlp --n-epochs 50 "${common[@]}" \
    --out-dir "$runs/mnist-mlp" > "$runs/mnist-mlp.log" 2>&1) &

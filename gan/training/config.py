@@ -69,7 +69,8 @@ class TrainConfig:
         "dcgan: D's convolutions per resolution (1: DCGAN; 2 adds a 3x3 conv, as SNGAN's D).", MODEL, "N",
         RECIPE_DEFAULT))
     g_depth: int = field(default=1, metadata=option(
-        "dcgan: G's convolutions per resolution (1: DCGAN; 2 adds a 3x3 conv after each upsampling).", MODEL, "N"))
+        "dcgan: G's convolutions per resolution (1: DCGAN; 2 adds a 3x3 conv after each upsampling).", MODEL, "N",
+        "2 for mnist, else 1"))
     g_dropout: float = field(default=0.0, metadata=option(
         "Dropout after each hidden G block while training (0: off); off at eval and export.", MODEL, "FLOAT",
         RECIPE_DEFAULT))
@@ -189,7 +190,9 @@ RECIPES["sngan-diffaugment"] = {**RECIPES["sngan"], "diffaugment": "color,transl
 # passes explicitly wins (see resolve_config). A few thousand images (the 8,303 cats, most folders)
 # need DiffAugment so D does not memorise them.
 PRESETS: dict[str, dict[str, Any]] = {
-    "mnist": {"img_size": 28, "channels": 1, "arch": "dcgan", "recipe": "sngan"},
+    # MNIST's 28x28 G has only two resolutions; a 3x3 conv after each upsampling measured FCD 0.38 / IS 8.63
+    # after 26 epochs against 1.58 / 7.93 after 24 without (docs/models.md)
+    "mnist": {"img_size": 28, "channels": 1, "arch": "dcgan", "recipe": "sngan", "g_depth": 2},
     "cats": {"img_size": 64, "channels": 3, "arch": "dcgan", "recipe": "sngan-diffaugment"},
     "folder": {"img_size": 64, "channels": 3, "arch": "dcgan", "recipe": "sngan-diffaugment"},
 }
