@@ -45,7 +45,8 @@ def test_a_gif_walk_shows_generate_s_image_0_at_each_seed(tmp_path):
     frames = gif_frames(walk.path)
     assert walk.frames == len(frames) == 12 and walk.kind == "seeds"
     for k, seed in enumerate([1, 2, 3]):
-        expected = video_frames(gancli.generate_array("mnist-dcgan", 1, seed=seed, device="cpu"))[0]
+        # interpolate serves the fp32 graph (a class morph reads its float embedding), not the CPU's int8 default
+        expected = video_frames(gancli.generate_array("mnist-dcgan", 1, seed=seed, device="cpu", precision="fp32"))[0]
         np.testing.assert_array_equal(frames[4 * k], expected)  # grey GIF frames are exact
 
 
@@ -63,7 +64,7 @@ def test_a_class_morph_starts_at_the_first_class_and_reaches_the_second(tmp_path
     frames = gif_frames(walk.path)
     assert walk.kind == "classes" and walk.stops == ["3", "8"] and len(frames) == 12
     for k, digit in enumerate("38"):
-        expected = gancli.generate_array("mnist-cdcgan", 1, seed=5, classes=digit, device="cpu")
+        expected = gancli.generate_array("mnist-cdcgan", 1, seed=5, classes=digit, device="cpu", precision="fp32")
         np.testing.assert_array_equal(frames[6 * k], video_frames(expected)[0])
 
 
