@@ -183,9 +183,8 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
         # one intra-op thread: no thread pool exists when worker processes fork from this one
         session = GeneratorSession(model_path, device=device, threads=1)
         check_precision(session.metadata, precision, model_path)
-        if (precision is None and model_path != Path(model or "") and session.device == "cpu"
-                and not begun_with(model_path, Path(out_dir), shard)):
-            model_path, session = cpu_default_session(model_path, session, threads=1)
+        if not begun_with(model_path, Path(out_dir), shard):
+            model_path, session = cpu_default_session(model, model_path, session, precision, threads=1)
         meta = session.metadata
         plan = resolve_classes(meta, classes, model_path)
         if file_layout != LAYOUT_FLAT and plan is None:
@@ -248,8 +247,9 @@ def begun_with(path: Path, out_dir: Path, shard: tuple[int, int]) -> bool:
     """Whether `out_dir`'s record (or this shard's) says its images were made with the graph `path`: a folder
     begun with the fp32 graph is finished with it, where int8 would otherwise be the CPU's default."""
     records = [HEADER_NAME] + ([shard_header_name(*shard)] if shard[1] > 1 else [])
-    begun = [read_header(out_dir, name) for name in records] if out_dir.is_dir() else []
-    return any(header is not None and header.get("model_sha256") == sha256_file(path) for header in begun)
+    made_with = {header.get("model_sha256") for header in (read_header(out_dir, name) for name in records)
+                 if header is not None} if out_dir.is_dir() else set()
+    return bool(made_with) and sha256_file(path) in made_with
 
 
 def generate_header(job: Job, meta: ModelMetadata) -> dict:
@@ -278,8 +278,7 @@ def generate_array(model: str | Path, n: int, seed: int = 0, device: str = "auto
     path = resolve_model(model, precision)
     session = GeneratorSession(path, device=device)
     check_precision(session.metadata, precision, path)
-    if precision is None and path != Path(model or "") and session.device == "cpu":
-        path, session = cpu_default_session(path, session, threads=0)
+    path, session = cpu_default_session(model, path, session, precision, threads=0)
     meta = session.metadata
     plan = resolve_classes(meta, classes, path)
     try:

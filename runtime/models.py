@@ -103,10 +103,14 @@ def check_precision(meta: ModelMetadata, precision: str | None, path: Path) -> N
                             f"or pass a model name, whose {precision} graph is then taken")
 
 
-def cpu_default_session(path: Path, session: GeneratorSession, threads: int) -> tuple[Path, GeneratorSession]:
-    """The graph, and a session of it, to serve on the CPU when no precision was asked for, given the fp32 graph
-    `path` of a model folder and its CPU `session`: the folder's int8 graph where cpu_default_graph takes it and
-    it holds the same weights, else `path` and `session`."""
+def cpu_default_session(model: str | Path | None, path: Path, session: GeneratorSession, precision: str | None,
+                        threads: int) -> tuple[Path, GeneratorSession]:
+    """The graph, and a session of it, to serve for `model` (resolved to `path`, opened as `session`): where no
+    precision was asked for, `model` names a model folder (not an .onnx file) and the session runs on the CPU, the
+    folder's int8 graph when cpu_default_graph takes it and it holds the same weights, which must be those the
+    folder's export recorded (check_record); else `path` and `session`."""
+    if precision is not None or path == Path(model or "") or session.device != "cpu":
+        return path, session
     faster = cpu_default_graph(path, session.metadata.weights_sha256)
     if faster == path:
         return path, session
@@ -132,8 +136,10 @@ def int8_measured_alike(fp32: Path, int8: Path, weights_sha256: str) -> bool:
     these weights, with the same seed and number of images, and put them within INT8_DEFAULT_TOLERANCE."""
     evals = [eval_record(fp32.parent / EVAL_FILES[precision], graph.name, precision)
              for precision, graph in (("fp32", fp32), ("int8", int8))]
-    if None in evals or {(e["model"]["weights_sha256"], e["model"]["seed"], e["counts"]["generated"])
-                         for e in evals} != {(weights_sha256, evals[0]["model"]["seed"], evals[0]["counts"]["generated"])}:
+    if None in evals:
+        return False
+    scored = [(e["model"]["weights_sha256"], e["model"]["seed"], e["counts"]["generated"]) for e in evals]
+    if scored[0] != scored[1] or scored[0][0] != weights_sha256:
         return False
     for metric in ("FID", "FCD"):
         values = [distance(e, metric) for e in evals]

@@ -67,8 +67,7 @@ def load_models(specs: list[str] | None, device: str) -> dict[str, ServedModel]:
     served = {}
     for name, model in named.items():
         path = resolve_model(model)
-        session = GeneratorSession(path, device=device, threads=0)
-        if session.device == "cpu" and path != Path(model):  # a name or folder: int8 where measured alike
-            path, session = cpu_default_session(path, session, threads=0)
+        path, session = cpu_default_session(model, path, GeneratorSession(path, device=device, threads=0), None,
+                                            threads=0)
         served[name] = ServedModel(name, path, sha256_file(path), session)
     return served
