@@ -141,6 +141,11 @@ def curve_csv(path: Path, history: list[dict], images_before: int | None, images
     return "images_seen,quality\n" + "".join(line + "\n" for line in rows)
 
 
+def hours_trained(started: dict | None, history: list[dict]) -> float:
+    """The training hours behind a run's weights: those its --init-from source had, plus its own epochs'."""
+    return ((started or {}).get("train_hours_before") or 0) + sum(row["seconds"] for row in history) / 3600
+
+
 def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     """A model folder to continue `run_dir` from with --init-from, from its last checkpoint, weights only (no
     optimizer state): the EMA generator as generator.safetensors + generator.json (its lineage: images seen and
@@ -161,7 +166,7 @@ def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     images = state["step"] * cfg.batch_size * state["world_size"]
     before = (cfg.lineage or {}).get("images_seen_before") if cfg.init_from else 0
-    hours = sum(row["seconds"] for row in state["history"]) / 3600 + ((cfg.lineage or {}).get("train_hours_before") or 0)
+    hours = hours_trained(cfg.lineage, state["history"])
     lineage = {**(cfg.lineage or {"init_from": None, "weights_sha256": None}), "images_seen_before": before,
                "images_this_run": images, "images_seen": None if before is None else before + images,
                "train_hours": round(hours, 3)}

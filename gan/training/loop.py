@@ -23,7 +23,7 @@ from gancli.gan.errors import ArtifactError, ConfigError, RunWriteError, Trainin
 from gancli.gan.metrics.judge import QualityJudge, make_judge
 from gancli.gan.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from gancli.gan.training.config import CONFIG_NAME, TrainConfig
-from gancli.gan.training.init_from import DISCRIMINATOR_FORMAT, DISCRIMINATOR_NAME, start_from
+from gancli.gan.training.init_from import DISCRIMINATOR_FORMAT, DISCRIMINATOR_NAME, hours_trained, start_from
 from gancli.gan.training.tensorboard import TensorBoardLog
 from gancli.gan.training.distributed import (DistInfo, broadcast_object, destroy_process_group, gather_objects,
                                              init_process_group, launched_by_torchrun, max_across_ranks,
@@ -60,11 +60,12 @@ def agreed_stop(info: DistInfo, stop: StopSignals, failure: RunWriteError | None
 
 
 def generator_spec(cfg: TrainConfig, epochs: int, class_names: list[str], quality: dict | None,
-                   images_this_run: int) -> GeneratorSpec:
+                   images_this_run: int, history: list[dict]) -> GeneratorSpec:
     started = cfg.lineage or {"init_from": None, "weights_sha256": None, "images_seen_before": 0}
     seen = {"images_this_run": images_this_run,
             "images_seen": None if started["images_seen_before"] is None  # an older model that did not count
-            else started["images_seen_before"] + images_this_run}
+            else started["images_seen_before"] + images_this_run,
+            "train_hours": round(hours_trained(started, history), 3)}
     return GeneratorSpec(arch=cfg.arch, latent_dim=cfg.latent_dim, channels=cfg.channels, img_size=cfg.img_size,
                          width=cfg.width, dataset=cfg.dataset_name, epochs=epochs, seed=cfg.seed,
                          g_dropout=cfg.g_dropout, g_depth=cfg.g_depth, class_names=class_names, quality=quality,
@@ -319,7 +320,8 @@ def write_epoch_outputs(trainer: Trainer, run_dir: Path, val_images: torch.Tenso
         with writing(run_dir / WEIGHTS_NAME, run_dir):
             save_generator(trainer.ema.module,
                            generator_spec(cfg, trainer.epoch, trainer.class_names, trainer.best,
-                                          trainer.step * cfg.batch_size * trainer.info.world_size), run_dir)
+                                          trainer.step * cfg.batch_size * trainer.info.world_size,
+                                          trainer.history), run_dir)
     grid = run_dir / "samples" / f"epoch{trainer.epoch:03d}.png"
     with writing(grid, run_dir):
         save_grid(trainer.ema.module, trainer.fixed_z, trainer.fixed_labels, grid)

@@ -2,6 +2,7 @@
 one that does not fit in one line before anything is written, and records the lineage."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -41,6 +42,9 @@ def test_a_run_continues_from_the_saved_state_with_its_weights_and_lineage(first
                        **{k: v for k, v in QUICK.items() if k != "width"})
     lineage = json.loads((run / "generator.json").read_text())["lineage"]
     assert lineage["init_from"] == str(state) and lineage["images_seen"] == seen + lineage["images_this_run"]
+    hours_before = json.loads((state / "generator.json").read_text())["lineage"]["train_hours"]
+    seconds = sum(float(row["seconds"]) for row in csv.DictReader((run / "metrics.csv").open()))
+    assert lineage["train_hours"] == pytest.approx(hours_before + seconds / 3600, abs=1e-3) and seconds > 0
     assert json.loads((run / "config.json").read_text())["init_from"] == str(state)
 
 
