@@ -121,7 +121,7 @@ def test_models_health_readiness_and_the_schema(server):
     with server.client() as client:
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert models["cats-dcgan"] | {"device": "cpu"} == {
-            "name": "cats-dcgan", "image_shape": [64, 64, 3], "classes": [], "latent_dim": 100, "precision": "fp32",
+            "name": "cats-dcgan", "image_shape": [64, 64, 3], "classes": [], "latent_dim": 100, "precision": "int8",
             "arch": "dcgan", "dataset": "cats", "device": "cpu"}
         assert models["mnist-cdcgan"]["classes"] == [str(d) for d in range(10)]
         assert client.get("/healthz").json() == {"status": "ok"}
