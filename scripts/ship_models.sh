@@ -24,10 +24,9 @@ for name in "${names[@]}"; do
   python3 - "$run" "$dest.new" <<'PY'
 import json, sys
 from pathlib import Path
+from gancli.gan.training.config import TrainConfig
 run, dest = Path(sys.argv[1]), Path(sys.argv[2])
-config = json.loads((run / "config.json").read_text())
-config.update(out_dir="runs", data_root=None)  # where it ran is no property of the model
-(dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+(dest / "config.json").write_text(TrainConfig.load(run / "config.json").portable().to_json() + "\n")
 quality = json.loads((run / "generator.json").read_text()).get("quality") or {}
 grids = sorted((run / "samples").glob("epoch*.png"))
 kept = run / "samples" / f"epoch{quality['epoch']:03d}.png" if quality else grids[-1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,11 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "format": CONFIG_FORMAT, "format_version": CONFIG_FORMAT_VERSION},
                           indent=2, sort_keys=True)
+
+    def portable(self) -> "TrainConfig":
+        """This config as a model folder keeps it: without what belongs to the machine it ran on (its output and
+        data folders and its thread count)."""
+        return replace(self, out_dir="runs", data_root=None, threads=None)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "the config",

@@ -178,8 +178,7 @@ def save_training_state(run_dir: Path, out_dir: Path) -> Path:
     write_pair(out_dir / WEIGHTS_NAME, ema, out_dir / SPEC_NAME, spec.to_json())
     write_bytes_atomic(out_dir / TRAIN_GENERATOR_NAME, state_bytes(state["G"], "gancli-generator"))
     write_bytes_atomic(out_dir / DISCRIMINATOR_NAME, state_bytes(state["D"], DISCRIMINATOR_FORMAT))
-    cfg.out_dir, cfg.data_root, cfg.threads = "runs", None, None  # where it ran is no property of the model
-    write_text_atomic(out_dir / SOURCE_CONFIG_NAME, cfg.to_json())
+    write_text_atomic(out_dir / SOURCE_CONFIG_NAME, cfg.portable().to_json())
     for name in ("metrics.csv", "loss.png"):
         shutil.copyfile(run_dir / name, out_dir / name)
     write_text_atomic(out_dir / CURVE_NAME, curve_csv(out_dir / CURVE_NAME, state["history"], before, cfg.batch_size

@@ -82,3 +82,10 @@ def test_a_float_option_takes_a_whole_number(tmp_path):
 def test_a_bad_option_is_one_line_naming_it(option, value, named):
     with pytest.raises(ConfigError, match=named):
         resolve_config("mnist", **{option: value})
+
+
+def test_portable_drops_the_machine_it_ran_on_and_keeps_the_rest():
+    cfg = TrainConfig(out_dir="/somewhere/runs", data_root="/data", threads=1, width=48, lr_g=1e-4)
+    portable = cfg.portable()
+    assert (portable.out_dir, portable.data_root, portable.threads) == ("runs", None, None)
+    assert (portable.width, portable.lr_g) == (48, 1e-4) and cfg.out_dir == "/somewhere/runs"
