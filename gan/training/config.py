@@ -135,8 +135,10 @@ class TrainConfig:
 
     def portable(self) -> "TrainConfig":
         """This config as a model folder keeps it: without what belongs to the machine it ran on (its output and
-        data folders and its thread count)."""
-        return replace(self, out_dir="runs", data_root=None, threads=None)
+        data folders, its thread count, and the folders above the model it started from)."""
+        lineage = self.lineage and {**self.lineage, "init_from": without_machine(self.lineage.get("init_from"))}
+        return replace(self, out_dir="runs", data_root=None, threads=None, init_from=without_machine(self.init_from),
+                       lineage=lineage)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "the config",
@@ -201,6 +203,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cats": {"img_size": 64, "channels": 3, "arch": "dcgan", "recipe": "sngan-diffaugment"},
     "folder": {"img_size": 64, "channels": 3, "arch": "dcgan", "recipe": "sngan-diffaugment"},
 }
+
+
+def without_machine(path: str | None) -> str | None:
+    """`path` as a shipped file may name it: a shipped model's name or a relative path as given, an absolute or
+    home path by its last part only (the run or model folder, which the lineage's weights hash identifies)."""
+    if path is None or not (Path(path).is_absolute() or path.startswith("~")):
+        return path
+    return Path(path).name
 
 
 def resolve_config(dataset: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:

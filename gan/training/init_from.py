@@ -64,12 +64,15 @@ def architecture_from_source(model: str | Path, options: dict[str, Any]) -> dict
 
 
 def lineage(model: str | Path) -> dict[str, Any]:
-    """What a run started from: the model, its generator's weights hash and the images its weights had seen (None
-    when its files do not say)."""
+    """What a run started from: the model (an absolute path by its last part only, so that shipped files name no
+    folder of this machine), its generator's weights hash and the images its weights had seen (None when its files
+    do not say)."""
+    from gancli.gan.training.config import without_machine
+
     folder = resolve_source(model)
     spec = json.loads((folder / SPEC_NAME).read_text())
     earlier = spec.get("lineage") or {}
-    return {"init_from": str(model), "weights_sha256": spec.get("weights_sha256"),
+    return {"init_from": without_machine(str(model)), "weights_sha256": spec.get("weights_sha256"),
             "images_seen_before": earlier.get("images_seen"), "train_hours_before": earlier.get("train_hours", 0)}
 
 

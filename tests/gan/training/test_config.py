@@ -85,7 +85,11 @@ def test_a_bad_option_is_one_line_naming_it(option, value, named):
 
 
 def test_portable_drops_the_machine_it_ran_on_and_keeps_the_rest():
-    cfg = TrainConfig(out_dir="/somewhere/runs", data_root="/data", threads=1, width=48, lr_g=1e-4)
+    cfg = TrainConfig(out_dir="/somewhere/runs", data_root="/data", threads=1, width=48, lr_g=1e-4,
+                      init_from="/home/me/runs/00003-cats", lineage={"init_from": "~/runs/00003-cats", "images_seen": 5})
     portable = cfg.portable()
     assert (portable.out_dir, portable.data_root, portable.threads) == ("runs", None, None)
+    assert (portable.init_from, portable.lineage) == ("00003-cats", {"init_from": "00003-cats", "images_seen": 5})
+    shipped = TrainConfig(init_from="cats-dcgan", lineage={"init_from": "models/training/cats-dcgan"}).portable()
+    assert (shipped.init_from, shipped.lineage["init_from"]) == ("cats-dcgan", "models/training/cats-dcgan")
     assert (portable.width, portable.lr_g) == (48, 1e-4) and cfg.out_dir == "/somewhere/runs"

@@ -41,7 +41,7 @@ def test_a_run_continues_from_the_saved_state_with_its_weights_and_lineage(first
     run = gancli.train("mnist", init_from=str(state), data_root=str(data_root), out_dir=str(tmp_path / "runs"),
                        **{k: v for k, v in QUICK.items() if k != "width"})
     lineage = json.loads((run / "generator.json").read_text())["lineage"]
-    assert lineage["init_from"] == str(state) and lineage["images_seen"] == seen + lineage["images_this_run"]
+    assert lineage["init_from"] == state.name and lineage["images_seen"] == seen + lineage["images_this_run"]
     hours_before = json.loads((state / "generator.json").read_text())["lineage"]["train_hours"]
     seconds = sum(float(row["seconds"]) for row in csv.DictReader((run / "metrics.csv").open()))
     assert lineage["train_hours"] == pytest.approx(hours_before + seconds / 3600, abs=1e-3) and seconds > 0
