@@ -7,6 +7,11 @@ class GenerateError(GancliError):
     """Bad input to generation (model, count, shard, output folder) or a failure writing images."""
 
 
+class NotARegularFile(GancliError):
+    """An output path that holds a device node, FIFO, socket or folder: gancli writes only regular files
+    (runtime/files.py), so it is refused before anything is written."""
+
+
 class GenerateStopped(GenerateError):
     """SIGTERM stopped generation cleanly: every finished image is kept and listed in the manifest.
 

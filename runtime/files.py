@@ -1,10 +1,12 @@
 """Atomic file writes and file hashes: the one home of both for the whole package.
 
-Torch-free and free of gancli's error types (failures are plain OSError), so that gan/ and export/
-may import it as well as runtime/ (runtime must never import gan). A reader sees the old file or
-the new one, never half of one: the bytes go to a temp file in the target's folder (so the rename
-stays on one file system, atomic on POSIX) that is then renamed, or, where the file system allows
-it, into an unnamed O_TMPFILE that is linked under its name.
+Torch-free, so that gan/ and export/ may import it as well as runtime/ (runtime must never import gan);
+failures are plain OSError, but for the one refusal every writer shares: a write replaces only a regular
+file (`regular_target`), so a device node, FIFO, socket or folder at the path is NotARegularFile, one line
+before anything is written, and a symlink is followed to the file it names (the link stays). A reader
+sees the old file or the new one, never half of one: the bytes go to a temp file in the target's folder
+(so the rename stays on one file system, atomic on POSIX) that is then renamed, or, where the file system
+allows it, into an unnamed O_TMPFILE that is linked under its name (a link never replaces anything).
 
 Temp names are `.STEM.tmp-PID.SUFFIX`: dot-prefixed, per process, and with the target's suffix so
 writers that pick a format by extension (PIL, matplotlib, save_image) still work.
@@ -17,12 +19,15 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from gancli.runtime.errors import NotARegularFile
 
 FILE_MODE = 0o644  # files are meant to be shared (safetensors alone would make them 0600)
 TEMP_MARK = ".tmp-"
@@ -58,15 +63,44 @@ def remove_quietly(path: str | os.PathLike) -> None:
         os.unlink(path)
 
 
+# what a path may hold besides a regular file, as the refusal names it
+_NOT_REGULAR = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO",
+                stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a link that leads round in a loop"}
+
+
+def regular_target(path: str | os.PathLike, option: str = "") -> str:
+    """The file a write to `path` replaces: `path` itself, or the file a symlink there names (so the link stays
+    a link). Anything there but a regular file is NotARegularFile, one line (naming `option`, the flag that
+    gave the path, where a command checks it before any work), before anything is written: a rename replaces
+    whatever holds the name, and as root `eval --out /dev/full` turned the device into a JSON file. One lstat
+    where no link is in the way, so the per-image fallback (write_bytes_renamed) stays cheap."""
+    target = os.fspath(path)
+    try:
+        mode = os.lstat(target).st_mode
+        if stat.S_ISLNK(mode):
+            target = os.path.realpath(target)
+            mode = os.lstat(target).st_mode
+    except FileNotFoundError:  # nothing there yet (or a link to nothing yet): the file is made
+        return target
+    if not stat.S_ISREG(mode):
+        shown = f"{option} {os.fspath(path)}".lstrip()
+        shown += "" if target == os.fspath(path) else f" (a link to {target})"
+        raise NotARegularFile(f"{shown} is {_NOT_REGULAR.get(stat.S_IFMT(mode), 'not a file')}, not a regular file, "
+                              f"and gancli writes only regular files; name a regular file (or a new one) instead")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path` for any writer to fill; on success make it mode 0644 and rename it
-    over `path`, on any failure (KeyboardInterrupt too) delete it."""
-    tmp = Path(temp_path(path))
+    """Yield a temp path beside the file `path` names (regular_target: refused unless a regular file or
+    nothing is there) for any writer to fill; on success make it mode 0644 and rename it over that file,
+    on any failure (KeyboardInterrupt too) delete it."""
+    target = regular_target(path)
+    tmp = Path(temp_path(target))
     try:
         yield tmp
         os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         remove_quietly(tmp)
 
@@ -151,7 +185,9 @@ def _write_anonymous(folder_fd: int, name: str, data: bytes | np.ndarray) -> boo
 
 
 def write_bytes_renamed(path: str | os.PathLike, data: bytes | np.ndarray) -> None:
-    """Write `data` to a temp name beside `path`, then rename it (atomic on POSIX)."""
+    """Write `data` to a temp name beside the file `path` names (regular_target), then rename it over that
+    file (atomic on POSIX)."""
+    path = regular_target(path)
     tmp = temp_path(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
@@ -233,7 +269,11 @@ def reserve_space(fd: int, offset: int, length: int) -> bool:
         return False
     if _fallocate.function(fd, _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
         return True
-    if ctypes.get_errno() in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+    failed = ctypes.get_errno()
+    # ENOSPC may come after part of the range was allocated, and ext4 keeps that part: given back now, it
+    # cannot stay held by a file whose owner believes it reserved nothing
+    release_space(fd, os.fstat(fd).st_size)
+    if failed in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
         _fallocate.usable = False
     return False
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.faults import FolderLock, StopSignals
-from gancli.runtime.files import sha256_file
+from gancli.runtime.files import regular_target, sha256_file
 from gancli.runtime.labels import ClassesArg, describe_classes, resolve_classes
 from gancli.runtime.latents import MAX_SEED, NO_TRUNCATION, is_truncation
 from gancli.runtime.manifest import (HEADER_VERSION, Manifest, check_header, read_header, shard_header_name,
@@ -38,7 +38,8 @@ from gancli.runtime.manifest import (HEADER_VERSION, Manifest, check_header, rea
 from gancli.runtime.metadata import ModelMetadata
 from gancli.runtime.models import check_precision, cpu_default_session, resolve_model
 from gancli.runtime.session import GeneratorSession, resolve_device
-from gancli.runtime.workers import Job, Runner, Scheduler, auto_batch_size, choose_layout, make_images, plan_tasks
+from gancli.runtime.workers import (MAX_BATCH_SIZE, MAX_WORKERS, Job, Runner, Scheduler, auto_batch_size, choose_layout,
+                                    fit_batch_size, make_images, plan_tasks)
 from gancli.runtime.writer import (FORMATS, HEADER_NAME, INDEX_DIGITS, LAYOUT_FLAT, MAX_IMAGES, NPZ_CHUNK, FileNames,
                                    IndexSet, OnDisk, check_file_layout, write_grid)
 
@@ -123,8 +124,9 @@ def check_truncation(truncation: float) -> None:
                             f"images), not {truncation!r}")
 
 
-def check_grid(grid: str | Path | None) -> None:
-    """--grid names a PNG file to write: not a folder, and in a folder that exists."""
+def check_grid(grid: str | Path | None, n: int, shard: tuple[int, int], fmt: str) -> None:
+    """--grid names a PNG file to write: not a folder, in a folder that exists, not a device, FIFO or socket
+    (regular_target), and of a shard that holds images to show."""
     if grid is None:
         return
     grid = Path(grid)
@@ -132,27 +134,46 @@ def check_grid(grid: str | Path | None) -> None:
         raise GenerateError(f"--grid {grid} is a folder; pass a file name such as {grid / 'grid.png'}")
     if not grid.parent.is_dir():
         raise GenerateError(f"--grid {grid}: its folder {grid.parent} does not exist; create it or pass another file")
+    regular_target(grid, "--grid")
+    start, stop = shard_range(n, shard, fmt)
+    if start == stop:
+        k, m = shard
+        raise GenerateError(f"--grid {grid}: shard {k}/{m} of {n:,} images holds none to show; drop --grid for this "
+                            f"shard, or pass it to one that holds images")
+
+
+def check_sizes(batch_size: int | None, workers: int | None) -> None:
+    """The size options, bounded: a batch of a billion images was accepted, and sized the manifest's space
+    reservation to the whole free disk (a batch above -n is cut to -n later, silently: fit_batch_size)."""
+    if batch_size is not None and batch_size < 1:
+        raise GenerateError(f"--batch-size must be >= 1 (or auto), not {batch_size}")
+    if batch_size is not None and batch_size > MAX_BATCH_SIZE:
+        raise GenerateError(f"--batch-size {batch_size:,} is more than one inference call can usefully hold; pass at "
+                            f"most {MAX_BATCH_SIZE:,}, or auto")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise GenerateError(f"workers={workers:,} is out of range; pass 1 to {MAX_WORKERS:,} (default: one per core; "
+                            f"no more are started than there are batches)")
 
 
 def check_arguments(n: int, fmt: str, batch_size: int | None, seed: int, shard: str | tuple[int, int],
                     file_layout: str = LAYOUT_FLAT, truncation: float = NO_TRUNCATION,
-                    grid: str | Path | None = None, out_dir: str | Path | None = None) -> tuple[int, int]:
+                    grid: str | Path | None = None, out_dir: str | Path | None = None,
+                    workers: int | None = None) -> tuple[int, int]:
     """Fail fast, before any model is loaded or anything is written; returns the shard as (k, m)."""
     check_count(n)
-    check_grid(grid)
     if out_dir is not None and not str(out_dir).strip():  # Path("") would be the current folder
         raise GenerateError("--out is empty; pass the folder to write the images to")
     check_truncation(truncation)
     if fmt not in FORMATS:
         raise GenerateError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     check_file_layout(file_layout, fmt)
-    if batch_size is not None and batch_size < 1:
-        raise GenerateError(f"--batch-size must be >= 1 (or auto), not {batch_size}")
+    check_sizes(batch_size, workers)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise GenerateError(f"--seed must be between 0 and 2**128 - 1, not {seed}")
     k, m = parse_shard(shard) if isinstance(shard, str) else shard
     if not 0 <= k < m:
         raise GenerateError(f"shard {k}/{m}: need 0 <= K < M")
+    check_grid(grid, n, (k, m), fmt)
     return k, m
 
 
@@ -176,7 +197,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
     is listed in the manifest, then GenerateStopped (SIGTERM) or KeyboardInterrupt (Ctrl-C) is raised.
     """
     started = time.perf_counter()
-    shard = check_arguments(n, fmt, batch_size, seed, shard, file_layout, truncation, grid, out_dir)
+    shard = check_arguments(n, fmt, batch_size, seed, shard, file_layout, truncation, grid, out_dir, workers)
     device = resolve_device(device)
     model_path = resolve_model(model, precision)
     with StopSignals() as signals:
@@ -195,7 +216,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
         created = not out_dir.exists()
         make_out_dir(out_dir)
         start, stop = shard_range(n, shard, fmt)
-        batch_size = batch_size or auto_batch_size(session.device, meta.arch, fmt)
+        batch_size = fit_batch_size(batch_size or auto_batch_size(session.device, meta.arch, fmt), stop - start, fmt)
         most_tasks = -(-(stop - start) // (NPZ_CHUNK if fmt == "npz" else batch_size))
         layout, workers = choose_layout(layout, session.device, workers, most_tasks)
         if layout == "threads" and session.device == "cpu":

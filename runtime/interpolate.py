@@ -11,8 +11,11 @@ embedding table from the ONNX file and gives the session a table with one blende
 
 MP4 (H.264) goes through imageio with imageio-ffmpeg, whose wheel carries an ffmpeg binary; GIF through Pillow,
 which imageio needs anyway. Frames are enlarged by an integer factor (nearest neighbour) to about
-MIN_VIDEO_SIZE pixels, since 28-pixel videos are stamps. The file is written beside its name and renamed at
-the end: an error or Ctrl-C leaves nothing half-written.
+MIN_VIDEO_SIZE pixels, since 28-pixel videos are stamps. Frames stream: made a batch at a time, enlarged and
+handed to the encoder one at a time (the GIF put together from the single-frame GIFs Pillow writes, since its
+save_all holds every frame to the end), so memory is that of a batch whatever --frames is (holding them all
+asked 14.6 GiB for --frames 100000). The file is written beside its name and renamed at the end: an error or
+Ctrl-C leaves nothing half-written.
 """
 from __future__ import annotations
 
@@ -20,13 +23,14 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.files import atomic_path
+from gancli.runtime.files import atomic_path, regular_target
 from gancli.runtime.labels import class_index, describe_classes, split_classes
 from gancli.runtime.latents import MAX_SEED, latents
 from gancli.runtime.models import resolve_model
@@ -34,6 +38,7 @@ from gancli.runtime.session import GeneratorSession
 
 SUFFIXES = (".mp4", ".gif")
 MIN_FRAMES = 2
+MAX_FRAMES = 10_000  # per step: 7 minutes of one step at 24 fps, more than any walk shows
 MIN_VIDEO_SIZE = 256
 EMBEDDING_INITIALIZER = "G.input.embed.weight"  # the conditional generator's nn.Embedding (gan/networks.py)
 BATCH = 64
@@ -60,27 +65,28 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return ((np.sin((1 - t) * omega) * a64 + np.sin(t * omega) * b64) / math.sin(omega)).astype(np.float32)
 
 
-def loop_steps(count: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """(start stop k, position t in [0, 1)) of each of count * frames frames: stop k to stop k+1, the last back
-    to the first, without repeating a key frame at the seams (the loop plays seamlessly)."""
-    k = np.repeat(np.arange(count), frames)
-    t = np.tile(np.arange(frames) / frames, count)
-    return k, t
+def loop_steps(count: int, frames: int, batch: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(step k, positions t in [0, 1)) of the count * frames frames, at most `batch` at a time: step k goes from
+    stop k to stop k+1, the last back to the first, without repeating a key frame at the seams (the loop plays
+    seamlessly)."""
+    for k in range(count):
+        for lo in range(0, frames, batch):
+            yield k, np.arange(lo, min(lo + batch, frames)) / frames
 
 
-def seed_walk(seeds: list[int], frames: int, latent_dim: int) -> np.ndarray:
-    """z [len(seeds) * frames, latent_dim]: slerp from each seed's z to the next seed's, looping."""
+def seed_walk(seeds: list[int], frames: int, latent_dim: int, batch: int = BATCH) -> Iterator[np.ndarray]:
+    """z [<= batch, latent_dim] of the walk's frames in order: slerp from each seed's z to the next seed's, looping."""
     keys = np.concatenate([latents(s, [0], latent_dim) for s in seeds])
-    return np.concatenate([slerp(keys[k], keys[(k + 1) % len(keys)], np.arange(frames) / frames)
-                           for k in range(len(keys))])
+    for k, t in loop_steps(len(keys), frames, batch):
+        yield slerp(keys[k], keys[(k + 1) % len(keys)], t)
 
 
-def class_morph(table: np.ndarray, classes: list[int], frames: int) -> np.ndarray:
-    """Embedding rows [len(classes) * frames, D]: linear from each class's row of `table` to the next, looping."""
-    k, t = loop_steps(len(classes), frames)
-    start = table[np.asarray(classes)[k]]
-    end = table[np.asarray(classes)[(k + 1) % len(classes)]]
-    return (start * (1 - t)[:, None] + end * t[:, None]).astype(np.float32)
+def class_morph(table: np.ndarray, classes: list[int], frames: int, batch: int) -> Iterator[np.ndarray]:
+    """Embedding rows [<= batch, D] of the morph's frames in order: linear from each class's row of `table` to the
+    next, looping."""
+    for k, t in loop_steps(len(classes), frames, batch):
+        start, end = table[classes[k]], table[classes[(k + 1) % len(classes)]]
+        yield (start * (1 - t)[:, None] + end * t[:, None]).astype(np.float32)
 
 
 def _protobuf_fields(buffer: memoryview):
@@ -151,9 +157,9 @@ def check_walk(out: Path, frames: int, fps: float, seeds: list[int], classes: li
                             f"name a file such as walk.mp4")
     if out.is_dir():
         raise GenerateError(f"--out {out} is a folder; name a file such as {out / 'walk.mp4'}")
-    folder = out.parent
-    if not folder.is_dir():
-        raise GenerateError(f"--out {out}: its folder {folder} does not exist; create it or name another file")
+    if not out.parent.is_dir():
+        raise GenerateError(f"--out {out}: its folder {out.parent} does not exist; create it or name another file")
+    folder = Path(regular_target(out, "--out")).parent  # a symlink's file is the one written
     try:  # a probe file: a read-only or virtual file system (/proc) is found out now, not after the frames
         fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=folder)
     except OSError as e:
@@ -164,6 +170,9 @@ def check_walk(out: Path, frames: int, fps: float, seeds: list[int], classes: li
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < MIN_FRAMES:
         raise GenerateError(f"--frames must be an integer >= {MIN_FRAMES} (frames from one stop to the next), "
                             f"not {frames!r}")
+    if frames > MAX_FRAMES:
+        raise GenerateError(f"--frames {frames:,} is more than a walk can show; pass at most {MAX_FRAMES:,} frames "
+                            f"from one stop to the next ({MAX_FRAMES / 24 / 60:.0f} minutes of each step at 24 fps)")
     if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
         raise GenerateError(f"--fps must be a number in (0, 240], not {fps!r}")
     if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= MAX_SEED for s in seeds):
@@ -215,32 +224,28 @@ def interpolate(model: str | Path | None, seeds: str | list[int], out: str | Pat
             raise GenerateError(f"{path} has no class embedding named {EMBEDDING_INITIALIZER} of shape "
                                 f"[{meta.num_classes}, {meta.latent_dim}] to morph through; re-export it with "
                                 f"`gancli export`")
-        rows = class_morph(table, labels, frames)
-        z = np.repeat(latents(seeds[0] if seeds else 0, [0], meta.latent_dim), len(rows), axis=0)
-        images = _morph_images(path, device, rows, z)
+        z = latents(seeds[0] if seeds else 0, [0], meta.latent_dim)
+        images = _morph_images(path, device, class_morph(table, labels, frames, meta.num_classes), z,
+                               meta.num_classes)
         kind, stops = "classes", [meta.class_names[c] for c in labels]
     else:
-        z = seed_walk(seeds, frames, meta.latent_dim)
-        fixed = np.full(len(z), labels[0] if labels else 0, dtype=np.int64) if meta.conditional else None
-        images = np.concatenate([session.images(z[k:k + BATCH], None if fixed is None else fixed[k:k + BATCH])
-                                 for k in range(0, len(z), BATCH)])
+        label = labels[0] if labels else 0
+        images = (session.images(z, np.full(len(z), label, dtype=np.int64) if meta.conditional else None)
+                  for z in seed_walk(seeds, frames, meta.latent_dim))
         kind, stops = "seeds", [str(s) for s in seeds]
-    write_walk(images, out, fps)
-    return WalkResult(out, len(images), kind, stops, time.perf_counter() - start)
+    count = write_walk(images, out, fps)
+    return WalkResult(out, count, kind, stops, time.perf_counter() - start)
 
 
-def _morph_images(path: Path, device: str, rows: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The generator on z [T, D] where frame i's label looks up row i of `rows` [T, D]: per run of as many frames as
-    the model has classes, a session whose embedding table holds those frames' rows (the table keeps its shape,
-    and the labels stay within the model's classes)."""
-    count = read_float_initializer(path, EMBEDDING_INITIALIZER).shape[0]
-    images = []
-    for k in range(0, len(rows), count):
-        chunk = rows[k:k + count]
-        table = np.concatenate([chunk, np.zeros((count - len(chunk), rows.shape[1]), np.float32)])
+def _morph_images(path: Path, device: str, rows: Iterable[np.ndarray], z: np.ndarray, count: int
+                  ) -> Iterator[np.ndarray]:
+    """The generator at z [1, D] for each batch of embedding rows [<= count, D], frame i of a batch asking for its
+    row i: a session per batch whose embedding table holds those rows, padded to the model's `count` classes (the
+    table keeps its shape, and the labels stay within the model's classes)."""
+    for chunk in rows:
+        table = np.concatenate([chunk, np.zeros((count - len(chunk), chunk.shape[1]), np.float32)])
         session = GeneratorSession(path, device=device, initializers={EMBEDDING_INITIALIZER: table})
-        images.append(session.images(z[k:k + count], np.arange(len(chunk), dtype=np.int64)))
-    return np.concatenate(images)
+        yield session.images(np.repeat(z, len(chunk), axis=0), np.arange(len(chunk), dtype=np.int64))
 
 
 def video_frames(images: np.ndarray) -> np.ndarray:
@@ -250,23 +255,21 @@ def video_frames(images: np.ndarray) -> np.ndarray:
     return np.repeat(frames, 3, axis=3) if frames.shape[3] == 1 else frames
 
 
-def write_walk(images: np.ndarray, out: Path, fps: float) -> None:
-    frames = video_frames(images)
+def write_walk(images: Iterable[np.ndarray], out: Path, fps: float) -> int:
+    """Encode the batches of frames as they come, each frame enlarged on its own; returns how many were written."""
+    frames = (video_frames(batch[k:k + 1])[0] for batch in images for k in range(len(batch)))
     try:
-        _encode(frames, out, fps)
+        return _encode(frames, out, fps)
     except OSError as e:
         raise GenerateError(f"--out {out}: writing the walk failed ({e.strerror or str(e).splitlines()[0]}); "
                             f"nothing was written") from None
 
 
-def _encode(frames: np.ndarray, out: Path, fps: float) -> None:
+def _encode(frames: Iterator[np.ndarray], out: Path, fps: float) -> int:
+    count = 0
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".gif":
-            from PIL import Image
-
-            pictures = [Image.fromarray(f) for f in frames]
-            pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], loop=0,
-                             duration=round(1000 / fps), disposal=1)
+            count = _write_gif(frames, tmp, fps)
         else:
             import imageio.v2 as imageio
 
@@ -275,3 +278,36 @@ def _encode(frames: np.ndarray, out: Path, fps: float) -> None:
                                     pixelformat="yuv420p", macro_block_size=1, output_params=["-f", "mp4"]) as w:
                 for frame in frames:
                     w.append_data(frame)
+                    count += 1
+    return count
+
+
+def _write_gif(frames: Iterator[np.ndarray], path: Path, fps: float) -> int:
+    """A looping GIF, written a frame at a time: Image.save's save_all holds every frame until the end. Each frame
+    is saved alone by Pillow, quantised to its own palette as save_all does it (exact up to 256 colours, so grey
+    frames are) and carried as its local colour table; the first frame's file gives the header (with its global
+    table and the loop), every file its frame: what follows the global colour table, up to the trailer."""
+    import io
+
+    from PIL import Image
+
+    count = 0
+    with open(path, "wb") as f:
+        for frame in frames:
+            encoded = io.BytesIO()
+            # optimize=False: Pillow's palette trimming would leave the local table out of step with the pixels
+            Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE).save(
+                encoded, format="GIF", include_color_table=True, optimize=False, duration=round(1000 / fps),
+                disposal=1, **({"loop": 0} if count == 0 else {}))
+            data = encoded.getbuffer()
+            f.write(data[:-1] if count == 0 else data[_frame_start(data):-1])  # [-1]: the trailer, ";"
+            count += 1
+        f.write(b";")
+    return count
+
+
+def _frame_start(gif: memoryview) -> int:
+    """Where a single-frame GIF's frame begins: after the 6-byte signature, the 7-byte logical screen
+    descriptor and the global colour table its packed byte announces (3 * 2**(size + 1) bytes)."""
+    packed = gif[10]
+    return 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)

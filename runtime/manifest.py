@@ -8,7 +8,8 @@ time (runtime/writer.py's OnDisk); lines of earlier, larger runs outside the ran
 file is still there. Then each finished batch is appended with one write; a write that fails halfway
 (a full disk) is cut back, so the file holds whole lines only, and space for the lines of every batch
 in flight is kept allocated beyond the end of the file (fallocate KEEP_SIZE, where the file system
-has it), so a full disk cannot keep a finished image out of the manifest.
+has it), so a full disk cannot keep a finished image out of the manifest. That space is never more than
+the lines of the run's range can take, and is given back when the run ends, however it ends.
 
 Reading back: a cut-off last line (a killed run) is dropped and repaired by the next run; any other
 line that is not a manifest line, or a generate.json that is damaged, foreign or newer than this
@@ -197,7 +198,10 @@ class Manifest:
                        for i, label in zip(indices, labels))
 
     def line_bytes(self) -> int:
-        """The longest line this manifest may get (the largest index; every class name)."""
+        """The longest line this manifest may get (the largest index; every class name); 0 for an empty range
+        (a shard with no image)."""
+        if self.stop <= self.start:
+            return 0
         last = np.arange(max(self.start, self.stop - max(1, len(self._tails))), self.stop)
         return max(len(line) for line in self.lines(last).encode().splitlines(keepends=True))
 
@@ -236,13 +240,15 @@ class Manifest:
         return count
 
     def open(self, reserve: int = 0) -> None:
-        """Start appending, with `reserve` bytes kept allocated beyond the end (see the module docstring)."""
+        """Start appending, with `reserve` bytes kept allocated beyond the end (see the module docstring), at most
+        what the lines of the whole range can take: whatever a caller's batch size makes of it, a run never holds
+        more of the disk than its images can need (--batch-size 1000000000 had taken the whole free disk)."""
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, files.FILE_MODE)
             self._size = os.fstat(self._fd).st_size
         except OSError as e:
             raise write_error(self.path, e) from e
-        self._reserve = reserve
+        self._reserve = min(reserve, (self.stop - self.start) * self.line_bytes())
         self._reserved_to = self._size
         self._top_up()
 

@@ -59,6 +59,10 @@ STOP_POLL_SECONDS = 0.1  # how often the parent, waiting for a batch, looks whet
 # on a few thousand images), a whole 1,000-image chunk for npz (its GEMMs gain from size). CUDA:
 # chosen, not measured: large batches amortise launches and copies (scripts/gpu_check.py times the result).
 AUTO_BATCH = {("cpu", "dcgan"): 64, ("cpu", "mlp"): 256, ("cuda", "dcgan"): 512, ("cuda", "mlp"): 4096}
+# Bounds of the size options, checked before any work: 4x the largest auto batch (a larger one only takes
+# memory), and more workers than any machine has cores
+MAX_BATCH_SIZE = 16_384
+MAX_WORKERS = 1_024
 
 
 @dataclass(frozen=True)
@@ -386,6 +390,13 @@ def auto_batch_size(device: str, arch: str, fmt: str) -> int:
     return AUTO_BATCH.get((device, arch), 64)
 
 
+def fit_batch_size(batch_size: int, images: int, fmt: str) -> int:
+    """The batch cut to what one task can hold (this run's images; for npz, one chunk of them): a larger one
+    changes no image, only the memory it sizes and the manifest space kept for the batches in flight."""
+    most = min(images, NPZ_CHUNK) if fmt == "npz" else images
+    return max(1, min(batch_size, most))
+
+
 def default_workers() -> int:
     """One per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -397,13 +408,11 @@ def choose_layout(layout: str, device: str, workers: int | None, n_tasks: int) -
                             f"file_layout={layout!r} (the CLI's --layout)")
     if layout not in LAYOUTS:
         raise GenerateError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise GenerateError(f"workers must be >= 1, not {workers}")
+    # a worker without a task would only cost its start-up, and its share of the window of batches in flight
+    # (and of the manifest space kept for them)
+    workers = min(default_workers() if workers is None else workers, max(n_tasks, 1))
     if layout == "auto":
         layout = "threads" if device == "cuda" else "processes"
-    if layout == "processes":
-        workers = min(workers, max(n_tasks, 1))  # a worker without a task would only cost its start-up
-        if workers == 1:
-            layout = "inline"
+    if layout == "processes" and workers == 1:
+        layout = "inline"
     return layout, workers

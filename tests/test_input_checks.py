@@ -4,6 +4,8 @@ folder, no output folder, no generate.json or lock file. Typer's own parse error
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import typing
 from pathlib import Path
 
@@ -198,3 +200,28 @@ def test_a_missing_merge_folder_is_one_line(tmp_path):
 def test_typer_parse_errors_read_as_gancli_errors(command):
     """An unknown option, a missing value or a value of the wrong type: one error line, exit 1."""
     one_error_line(runner.invoke(app, [*command, "--no-such-option"]), "--no-such-option")
+
+
+# ---- single-file outputs: regular files only ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["generate", "-n", "4", "--out", "{tmp}/out", "--model", "{model}", "--grid", "{fifo}.png"],
+    ["eval", "mnist-dcgan", "--dataset", "mnist", "--out", "{fifo}.json"],
+    ["eval", "mnist-dcgan", "--dataset", "mnist", "--truncation-sweep", "0.5,1", "--out", "{fifo}.json"],
+    ["interpolate", "--model", "mnist-dcgan", "--seeds", "1,2", "--out", "{fifo}.gif"],
+])
+def test_an_output_file_that_is_a_fifo_is_refused_before_any_work(tmp_path, monkeypatch, model, command):
+    """--grid, eval's --out and interpolate's --out replaced whatever was at the path (as root, /dev/full
+    became a JSON file): a FIFO, socket or device there is one line naming it, and nothing is made or written."""
+    import gancli.runtime.generate as runtime_generate
+    import gancli.runtime.interpolate as runtime_interpolate
+
+    monkeypatch.setattr(runtime_generate, "GeneratorSession", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(runtime_generate, "generate_array", lambda *a, **k: pytest.fail("images were made"))
+    monkeypatch.setattr(runtime_interpolate, "GeneratorSession", lambda *a, **k: pytest.fail("a model was loaded"))
+    fifo = tmp_path / "fifo"
+    args = [a.format(tmp=tmp_path, model=model, fifo=fifo) for a in command]
+    fifo = Path(args[-1])
+    os.mkfifo(fifo)
+    one_error_line(runner.invoke(app, [*args, "--device", "cpu"]), str(fifo), "not a regular file")
+    assert files_under(tmp_path) == [fifo.name] and stat.S_ISFIFO(os.lstat(fifo).st_mode)

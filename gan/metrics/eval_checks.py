@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gancli.gan.data import existing_folder
 from gancli.gan.errors import EvalError
+from gancli.runtime.files import regular_target
 from gancli.runtime.metadata import ModelMetadata
 
 NAMED = ("mnist", "cats")
@@ -41,11 +42,12 @@ def check_eval_arguments(meta: ModelMetadata, model: Path, dataset: str, seed: i
 
 
 def check_out_file(out: Path) -> None:
-    """--out names a file that can be written: not a folder, in a folder that exists and takes files (a temp file
-    is made and removed there, so a read-only or virtual file system such as /proc is found out now)."""
+    """--out names a file that can be written: not a folder, nor a device, FIFO or socket (a symlink is followed to
+    the file it names: runtime/files.py), in a folder that exists and takes files (a temp file is made and removed
+    there, so a read-only or virtual file system such as /proc is found out now)."""
     if out.is_dir() or not out.name:
         raise EvalError(f"--out {out} is a folder; pass a file name such as {out / 'eval.json'}")
-    folder = out.parent
+    folder = Path(regular_target(out, "--out")).parent
     if not folder.is_dir():
         raise EvalError(f"--out {out}: its folder {folder} does not exist; create it or pass another file")
     try:

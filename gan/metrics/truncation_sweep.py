@@ -7,6 +7,7 @@ ceiling come from the feature cache after the first, so each further psi costs t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def truncation_sweep(model: str | Path, dataset: str, psis: str | Sequence[float
 
     Returns {"truncation_sweep": rows (sweep_rows), "table": them as Markdown lines, "plot": the PNG's path or
     None, "results": every psi's full evaluation}; also written to `out` as JSON when given. Every psi, `out` and
-    `plot` are checked before any work.
+    `plot` (two different files) are checked before any work.
     """
     from gancli.gan.metrics.evaluate import evaluate_model
     from gancli.runtime.files import write_text_atomic
@@ -104,6 +105,9 @@ def truncation_sweep(model: str | Path, dataset: str, psis: str | Sequence[float
     from gancli.gan.metrics.eval_checks import check_out_file
 
     psis = parse_psis(psis)
+    if out is not None and plot is not None and os.path.realpath(out) == os.path.realpath(plot):
+        raise EvalError(f"--out {out} is also the plot's file, so the JSON would be written over the plot; give --out "
+                        f"a .json name, such as {Path(out).with_suffix('.json')}")
     for target in (out, plot):  # both are written after every evaluation: found out now if they cannot be
         if target is not None:
             check_out_file(Path(target))

@@ -19,7 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gancli import cli
-from gancli.runtime.errors import GenerateStopped
+from gancli.runtime import files
+from gancli.runtime.errors import GenerateError, GenerateStopped
 from gancli.runtime.generate import generate
 from gancli.runtime.metadata import OUTPUT_FLOAT_NCHW
 
@@ -359,3 +360,38 @@ def test_a_count_beyond_the_file_names_or_memory_is_one_line(tmp_path, dcgan):
     with pytest.raises(GenerateError, match=r"^999,999,999 images of 32x32x3 need 2,861.0 GiB in memory; ask for "
                                             r"fewer, or write them to files with gancli.generate$"):
         gancli.generate_array(dcgan, 999_999_999, device="cpu")
+
+
+# ---- sizes bounded by the work -----------------------------------------------------------------------
+
+@pytest.fixture
+def reservations(monkeypatch) -> list[int]:
+    """The lengths the manifest asks the disk to keep for it, recorded and not allocated: an unbounded ask (as
+    `--batch-size 1000000000` made) would take this machine's whole free disk."""
+    asked: list[int] = []
+
+    def record(fd: int, offset: int, length: int) -> bool:
+        asked.append(length)
+        return False
+
+    monkeypatch.setattr(files, "reserve_space", record)
+    return asked
+
+
+def test_batch_size_workers_and_reservation_are_bounded_by_the_images_asked_for(tmp_path, mlp, reservations):
+    out = tmp_path / "out"
+    result = generate(10, out, mlp, batch_size=5_000, workers=64, layout="threads", device="cpu")
+    assert (result.made, result.batch_size, result.workers) == (10, 10, 1)
+    longest_line = max(len(line) + 1 for line in (out / "manifest.jsonl").read_text().splitlines())
+    assert reservations and max(reservations) <= 10 * longest_line
+
+
+def test_an_absurd_batch_size_or_worker_count_is_one_line_before_any_work(tmp_path, mlp, reservations):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.app, ["generate", "-n", "10", "--out", str(out), "--model", str(mlp), "--device",
+                                          "cpu", "--batch-size", "1000000000"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: --batch-size 1,000,000,000") and result.output.count("\n") == 1
+    with pytest.raises(GenerateError, match=r"^workers=1,000,000 "):
+        generate(10, out, mlp, workers=10 ** 6, device="cpu")
+    assert not out.exists() and reservations == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
 
 import imageio.v2 as imageio
 import numpy as np
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 import gancli
 from gancli.cli import app
+from gancli.runtime import interpolate as walks
 from gancli.runtime.interpolate import (EMBEDDING_INITIALIZER, read_float_initializer, seed_walk, slerp,
                                         video_frames)
 from gancli.runtime.latents import latents
@@ -34,7 +36,7 @@ def test_slerp_runs_from_a_to_b_along_the_sphere():
 
 
 def test_the_walk_loops_through_image_0_of_each_seed():
-    z = seed_walk([4, 9, 2], 5, 100)
+    z = np.concatenate(list(seed_walk([4, 9, 2], 5, 100, batch=3)))  # batches of 3 frames, within each step
     assert z.shape == (15, 100)
     for k, seed in enumerate([4, 9, 2]):
         np.testing.assert_allclose(z[5 * k], latents(seed, [0], 100)[0], atol=1e-5)
@@ -106,3 +108,37 @@ def test_interpolate_never_loads_torch(tmp_path):
     code = ("import sys, gancli; gancli.interpolate('mnist-dcgan', '1,2', sys.argv[1], frames=2, device='cpu'); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.gif")], check=True)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, export_untrained):
+    return export_untrained(tmp_path_factory.mktemp("model") / "tiny.onnx", "dcgan", 8, 1, 32, 4)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_frames_stream_to_the_file_in_bounded_memory(tmp_path, tiny, suffix):
+    """Each frame goes to the encoder as it is made: a walk of 5x the frames peaks at about the same Python
+    memory, numpy's arrays included (every enlarged frame was held at once: 14.6 GiB for --frames 100000). Both
+    walks fill whole batches of 64, the most a batch holds."""
+    def peak(frames: int) -> int:
+        tracemalloc.start()
+        walk = gancli.interpolate(tiny, "1,2", tmp_path / f"walk-{frames}{suffix}", frames=frames, device="cpu")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert walk.frames == 2 * frames
+        return peak
+
+    peak(2)  # imports and first-use caches, outside the comparison
+    few, many = peak(64), peak(320)
+    assert many < 1.2 * few, (few, many)
+    if suffix == ".gif":
+        assert len(gif_frames(tmp_path / "walk-320.gif")) == 640
+
+
+def test_absurd_frames_are_one_line_before_the_model_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(walks, "GeneratorSession", lambda *a, **k: pytest.fail("the model was loaded"))
+    result = CliRunner().invoke(app, ["interpolate", "--model", "mnist-dcgan", "--seeds", "1,2", "--frames", "100000",
+                                      "--out", str(tmp_path / "walk.gif"), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: --frames 100,000") and result.output.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

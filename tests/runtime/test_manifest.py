@@ -272,3 +272,20 @@ def test_appends_cut_back_a_half_written_line(tmp_path, monkeypatch):
     manifest.append([4])
     manifest.close()
     assert [json.loads(line)["index"] for line in (tmp_path / "manifest.jsonl").read_text().splitlines()] == [0, 1, 4]
+
+
+def test_the_reservation_is_bounded_by_what_the_range_can_need(tmp_path):
+    """However much is asked for, the manifest keeps allocated no more than the lines of its range can take (an
+    unbounded ask took the whole free disk), and gives it back when closed; an empty range reserves nothing."""
+    path = tmp_path / "manifest.jsonl"
+    manifest = Manifest(path, 0, "png", 0, 10)
+    manifest.open(reserve=64 << 20)
+    block = os.statvfs(tmp_path).f_bsize
+    assert os.stat(path).st_blocks * 512 <= max(10 * manifest.line_bytes(), block)
+    manifest.append(range(10))
+    manifest.close()
+    assert os.stat(path).st_blocks * 512 <= -(-os.stat(path).st_size // block) * block
+    empty = Manifest(tmp_path / "manifest-0-of-20.jsonl", 0, "png", 0, 0)
+    empty.open(reserve=64 << 20)
+    empty.close()
+    assert os.stat(empty.path).st_blocks == 0

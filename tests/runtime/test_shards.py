@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gancli.cli import app
+from gancli.runtime.faults import shard_busy
 
 GANCLI = Path(sys.executable).with_name("gancli")
 N = 90
@@ -104,3 +105,24 @@ def test_imagefolder_shards_merge_into_one_labelled_set(conditional_model, tmp_p
     result = runner.invoke(app, ["merge", "-n", "30", "--out", str(sharded)])
     assert result.exit_code == 1 and "the shards used different --class" in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_an_empty_shard_makes_0_images_and_the_shards_still_merge(model, tmp_path):
+    """-n 3 in 4 shards: shard 0/4 holds no image. It finishes cleanly (exit 0, an empty manifest, its own
+    record, its lock released; it crashed with `max() arg is an empty sequence`), and merge takes the four
+    manifests as the whole set. A grid of an empty shard is refused before any work."""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["generate", "-n", "3", "--out", str(out), "--model", str(model), "--shard", "0/4",
+                                 "--device", "cpu", "--grid", str(tmp_path / "grid.png")])
+    assert result.exit_code == 1 and result.output.startswith("error: --grid") and result.output.count("\n") == 1
+    assert not out.exists()
+    for k in range(4):
+        result = runner.invoke(app, ["generate", "-n", "3", "--out", str(out), "--model", str(model), "--shard",
+                                     f"{k}/4", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert k > 0 or "made 0 images" in result.output
+    assert (out / "manifest-0-of-4.jsonl").read_text() == "" and (out / "generate-0-of-4.json").is_file()
+    assert shard_busy(out / "manifest-0-of-4.jsonl") is None
+    result = runner.invoke(app, ["merge", "-n", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["index"] for line in (out / "manifest.jsonl").read_text().splitlines()] == [0, 1, 2]

@@ -57,3 +57,20 @@ def test_bad_truncation_input_is_one_line_before_any_work(tmp_path, args, messag
     assert result.exit_code == 1, result.output
     assert message in result.output and result.output.count("error:") == 1
     assert "features of" not in result.output  # nothing was scored
+
+
+def test_an_out_that_is_the_plot_is_refused_before_any_work(tmp_path, monkeypatch):
+    """`--out sweep.png` named the plot too (OUT with .png): the JSON was written over the plot. The two names
+    must differ, however they are spelled, and this is found out before any psi is scored."""
+    import gancli.gan.metrics.evaluate as evaluate
+    from gancli.gan.metrics.truncation_sweep import truncation_sweep
+
+    monkeypatch.setattr(evaluate, "evaluate_model", lambda *a, **k: pytest.fail("a psi was scored"))
+    result = CliRunner().invoke(app, ["eval", "mnist-dcgan", "--dataset", "mnist", "--no-inception", "-n", "100",
+                                      "--device", "cpu", "--truncation-sweep", "0.5,1.0", "--out",
+                                      str(tmp_path / "sweep.png")])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: --out") and result.output.count("\n") == 1 and "sweep.json" in result.output
+    with pytest.raises(EvalError, match="the plot"):
+        truncation_sweep("mnist-dcgan", "mnist", "0.5", 100, plot=tmp_path / "s.png", out=f"{tmp_path}/./s.png")
+    assert list(tmp_path.iterdir()) == []
