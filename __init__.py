@@ -10,9 +10,10 @@ same arguments and raise the same errors:
     gancli.export_generator("runs/00003-cats-dcgan", fmt="onnx")  # ONNX, parity checked
     scores = gancli.evaluate("mnist-dcgan", "mnist", n=10_000)    # EvalResult: scores.score("FCD").generated.value
 
-`import gancli` loads neither torch nor onnxruntime; each function imports what it needs (generate
-and generate_array never load torch). Expected failures raise a `gancli.GancliError` subclass whose
-message is one line naming the problem and the fix.
+`import gancli` loads neither torch nor onnxruntime; each function imports what it needs (generate,
+generate_array, interpolate and merge never load torch). Expected failures raise a `gancli.GancliError` subclass
+whose message is one line naming the problem and the fix; so does a function that needs torch in an install
+without the train extra (`MissingExtra`, as its command).
 """
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ except metadata.PackageNotFoundError:  # a source tree that was never installed
 
 __all__ = ["GancliError", "__version__", "class_names", "evaluate", "export_generator", "generate", "generate_array",
            "interpolate", "merge", "train", "train_config", "truncation_sweep"]
+
+
+def _require_training_extra(command):
+    """The command's one MissingExtra line where torch and friends are not installed, not a ModuleNotFoundError."""
+    from gancli.runtime.extras import require_training_extra
+
+    require_training_extra(command)
 
 
 def _batch_size(value):
@@ -118,6 +126,7 @@ def export_generator(source, fmt="all", out=None, *, opset=None, fp16=False, int
     rich Console to print the parity table on. Every file is checked against eager PyTorch and
     nothing is written if one fails. Returns an ExportResult (out_dir, files, parity report).
     """
+    _require_training_extra("export")
     from gancli.export.api import export_generator as _export_generator
 
     options = {} if opset is None else {"opset": opset}
@@ -137,6 +146,7 @@ def evaluate(model, dataset, n=10_000, *, seed=0, data_root=None, inception_weig
     progress lines; out: also write the results there as JSON (checked, with every argument, before any work);
     truncation: psi of the scored images, as in `generate`.
     """
+    _require_training_extra("eval")
     from gancli.gan.metrics.evaluate import evaluate_model
     from gancli.gan.metrics.result import EvalResult
 
@@ -150,6 +160,7 @@ def truncation_sweep(model, dataset, psis, n=10_000, *, plot="truncation-sweep.p
     """`gancli eval --truncation-sweep`: evaluate at each psi ("0.5,0.7,1.0" or a list), write a PNG plot of FD,
     precision and recall against psi (plot=None: none) and return {"truncation_sweep": rows, "table": Markdown
     lines, "plot", "results": each psi's evaluation}; options as in `evaluate`."""
+    _require_training_extra("eval")
     from gancli.gan.metrics.truncation_sweep import truncation_sweep as _sweep
 
     return _sweep(model, dataset, psis, n, plot=plot, out=out, **options)
@@ -174,6 +185,7 @@ def train_config(dataset=None, *, recipe=None, resume=None, **options):
     optimizers and its architecture, and freeze_d: with it, keep D's first N layers fixed.
     With resume (a run folder), the run's own config, where only n_epochs, device and threads may change.
     """
+    _require_training_extra("train")
     from gancli.gan.training.config import resolve_config, resume_config
 
     if resume is not None:
@@ -187,9 +199,9 @@ def train(dataset=None, *, recipe=None, resume=None, events=None, **options):
     Arguments as in `train_config`; events: a gancli.gan.training.loop.TrainingEvents to report progress to (default: none). SIGTERM, SIGUSR1
     and Ctrl-C stop it after the current step with a checkpoint (TrainingStopped says how to resume).
     """
+    cfg = train_config(dataset, recipe=recipe, resume=resume, **options)  # first: it checks the train extra
     from gancli.gan.training.loop import train as _train
 
-    cfg = train_config(dataset, recipe=recipe, resume=resume, **options)
     return _train(cfg, resume=resume, events=events)
 
 

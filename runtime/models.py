@@ -2,14 +2,15 @@
 
 A shipped model is a folder of models/ (default cats-dcgan) holding several graphs of one generator;
 a name or folder resolves to the uint8 serving graph of the precision asked for (only bytes leave it),
-while an .onnx path is taken as it is and decides its own precision.
+while an .onnx path is taken as it is and decides its own precision. A bare name is always a shipped model's;
+a folder or file needs a path (./NAME, a separator, or .onnx: gancli.models.names_a_path).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from gancli.models import models_dir
+from gancli.models import models_dir, names_a_path
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.metadata import ModelMetadata
 from gancli.runtime.session import GeneratorSession
@@ -31,20 +32,40 @@ INT8_DEFAULT_TOLERANCE = 0.5
 
 
 def resolve_model(model: str | Path | None, precision: str | None = None) -> Path:
-    """A path to an .onnx file, or a name of a shipped model in models/<name>/ (default cats-dcgan),
-    whose serving graph of `precision` (default fp32) is taken."""
+    """The graph `model` means: a shipped model's name (default cats-dcgan) takes the serving graph of `precision`
+    (default fp32) in models/<name>/, whatever the working directory holds; a path (names_a_path) is an .onnx file,
+    taken as it is, or a model folder, whose serving graph is taken."""
     model = DEFAULT_MODEL if model is None else model
     if precision is not None and precision not in SERVING_FILES:
         raise GenerateError(f"--precision {precision!r} is not known; use one of {', '.join(SERVING_FILES)}")
+    if not names_a_path(model):
+        graph = serving_graph(MODELS_DIR / model, precision)
+        if graph is None:
+            # generators only: models/ also holds the MNIST classifier that eval uses
+            shipped = sorted(p.name for p in MODELS_DIR.iterdir() if any(p.glob("generator*.onnx"))) \
+                if MODELS_DIR.is_dir() else []
+            raise GenerateError(f"no model {model!r}: no shipped model has that name (shipped models: "
+                                f"{', '.join(shipped) or 'none yet'}); a folder or file needs a path, such as ./{model}")
+        return graph
     path = Path(model)
     if path.suffix == ".onnx" or path.is_file():
         if not path.is_file():
             raise GenerateError(f"model file {path} not found; pass an exported .onnx file or a model name from {MODELS_DIR}")
         return path
-    if not path.is_dir() and (len(path.parts) != 1 or str(model).startswith(".")):  # a path, not a shipped name
+    if not path.is_dir():
         raise GenerateError(f"model folder {path} not found; pass an exported model folder, an .onnx file or a "
                             f"shipped model name")
-    folder = path if path.is_dir() else MODELS_DIR / str(model)
+    graph = serving_graph(path, precision)
+    if graph is None:
+        candidates = " or ".join(SERVING_FILES[precision or DEFAULT_PRECISION])
+        raise GenerateError(f"model folder {path} has no {candidates}; pass a folder written by `gancli export`, "
+                            f"or an .onnx file")
+    return graph
+
+
+def serving_graph(folder: Path, precision: str | None) -> Path | None:
+    """The serving graph of `precision` in a model folder, the uint8 one first; None where it has none (one line
+    where int8 was asked for and the folder has only other graphs)."""
     candidates = SERVING_FILES[precision or DEFAULT_PRECISION]
     for name in candidates:
         if (folder / name).is_file():
@@ -53,11 +74,7 @@ def resolve_model(model: str | Path | None, precision: str | None = None) -> Pat
     if folder.is_dir() and precision == "int8":
         raise GenerateError(f"{folder} has no int8 graph ({candidates[0]}); make one with `gancli export --int8`, "
                             f"or drop --precision int8")
-    # generators only: models/ also holds the MNIST classifier that eval uses
-    shipped = sorted(p.name for p in MODELS_DIR.iterdir() if any(p.glob("generator*.onnx"))) if MODELS_DIR.is_dir() else []
-    names = ", ".join(shipped) or "none yet"
-    raise GenerateError(f"no model {str(model)!r}: {folder} has no {' or '.join(candidates)} "
-                        f"(shipped models: {names}); pass --model FILE.onnx from `gancli export`")
+    return None
 
 
 def export_record(folder: Path) -> dict | None:

@@ -3,6 +3,7 @@ models), class_names, export, evaluate."""
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 
@@ -22,6 +23,56 @@ def test_import_gancli_loads_neither_torch_nor_onnxruntime():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split(" ", 1) == [gancli.__version__, "[]\n"]
+
+
+# `pip install gancli` without the train extra: torch cannot be imported (a None entry in sys.modules is what
+# `import` and find_spec treat as missing). Each call of the API that needs torch, and the command that does the same.
+LIGHT_INSTALL = """
+import json, sys
+sys.modules["torch"] = None
+import gancli
+from typer.testing import CliRunner
+from gancli.cli import app
+
+calls = {
+    "train": (lambda: gancli.train("mnist"), ["train"]),
+    "train_config": (lambda: gancli.train_config("mnist"), ["train", "--dry-run"]),
+    "export_generator": (lambda: gancli.export_generator("run"), ["export", "run"]),
+    "evaluate": (lambda: gancli.evaluate("mnist-dcgan", "mnist"), ["eval", "mnist-dcgan", "--dataset", "mnist"]),
+    "truncation_sweep": (lambda: gancli.truncation_sweep("mnist-dcgan", "mnist", "0.5,1"),
+                         ["eval", "mnist-dcgan", "--dataset", "mnist", "--truncation-sweep", "0.5,1"]),
+}
+found = {}
+for name, (call, args) in calls.items():
+    try:
+        call()
+        raised = None
+    except Exception as e:
+        raised = [type(e).__name__, isinstance(e, gancli.GancliError), str(e)]
+    result = CliRunner().invoke(app, args)
+    found[name] = {"api": raised, "cli": [result.exit_code, result.stderr]}
+walk = CliRunner().invoke(app, ["interpolate", "--model", "mnist-mlp", "--seeds", "1,2", "--frames", "2", "--device",
+                                "cpu", "--out", sys.argv[1]])
+print(json.dumps({"calls": found, "interpolate": [walk.exit_code, walk.output]}))
+"""
+
+
+def test_without_torch_the_api_raises_the_clis_one_line_error(tmp_path):
+    out = subprocess.run([sys.executable, "-c", LIGHT_INSTALL, str(tmp_path / "walk.gif")], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    for name, seen in found["calls"].items():
+        kind, is_gancli_error, message = seen["api"] or [None, False, ""]
+        assert (kind, is_gancli_error) == ("MissingExtra", True), f"gancli.{name}: {seen['api']}"
+        assert seen["cli"] == [1, f"error: {message}\n"], name  # the same line as the command's
+        assert "needs torch" in message and "pip install 'gancli[train]'" in message, message
+        assert "(it runs generate, merge, serve and interpolate only)" in message, message
+    # the message names every command the light install runs: every one but train, export and eval
+    assert set(typer.main.get_command(app).commands) == {"generate", "merge", "serve", "interpolate", "train",
+                                                         "export", "eval"}
+    assert found["interpolate"][0] == 0, found["interpolate"]
+    assert (tmp_path / "walk.gif").stat().st_size > 0
 
 
 def test_generate_array_is_what_the_cli_writes(tmp_path):

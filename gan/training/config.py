@@ -120,12 +120,13 @@ class TrainConfig:
         "Batches between sample grids (each epoch end writes one too).", RUN, "N"))
     out_dir: str = field(default="runs", metadata=option("Parent folder of the numbered run folders.", RUN, "DIR"))
     init_from: str | None = field(default=None, metadata=option(
-        "Start from this model's G, EMA G and D (a shipped name, a run folder or a model folder) with fresh "
-        "optimizers: continue training, or fine-tune on another folder. Its architecture is used.", RUN, "MODEL",
+        "Start from this model's G, EMA G and D (a shipped name, or a run or model folder as a path: ./NAME) with "
+        "fresh optimizers: continue training, or fine-tune on another folder. Its architecture is used; an image "
+        "size or channels other than the data set's need --img-size and --channels.", RUN, "MODEL",
         "random weights"))
     freeze_d: int = field(default=0, metadata=option(
         "With --init-from: keep D's first N weight layers fixed (FreezeD, Mo et al., 2020), for a few hundred "
-        "images.", RUN, "N"))
+        "images; at most the layers before D's output.", RUN, "N"))
     # written by gancli, not an option: what --init-from started from and the images its weights had seen
     lineage: dict | None = None
 
@@ -213,15 +214,20 @@ def without_machine(path: str | None) -> str | None:
     return Path(path).name
 
 
+def preset_of(dataset: str) -> dict[str, Any]:
+    """The preset of a data set name or folder."""
+    return PRESETS[dataset if dataset in NAMED_DATASETS else "folder"]
+
+
 def resolve_config(dataset: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
     """Preset for `dataset`, then its recipe (or `recipe`), then every override that is not None (with
     --init-from, the model's architecture for those not given), then validation."""
     if overrides.get("init_from") is not None:
         from gancli.gan.training.init_from import architecture_from_source, lineage
 
-        overrides = {**architecture_from_source(overrides["init_from"], overrides),
+        overrides = {**architecture_from_source(overrides["init_from"], overrides, dataset),
                      "lineage": lineage(overrides["init_from"])}
-    preset = PRESETS[dataset if dataset in NAMED_DATASETS else "folder"]
+    preset = preset_of(dataset)
     recipe = recipe or preset["recipe"]
     if recipe not in RECIPES:
         raise ConfigError(f"--recipe {recipe!r} is not known; use one of {', '.join(RECIPES)}")
@@ -309,6 +315,18 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"--freeze-d {cfg.freeze_d} needs --init-from and must be >= 0")
     if cfg.device not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"--device {cfg.device!r} is not known; use auto, cuda or cpu")
+    if cfg.freeze_d:  # last: D is built from the options checked above
+        check_freeze_d(cfg)
+
+
+def check_freeze_d(cfg: TrainConfig) -> None:
+    """--freeze-d may fix D's layers before its output, never all: a D with nothing to train fails at its first step."""
+    from gancli.gan.training.init_from import freezable_layers
+
+    most = freezable_layers(cfg)
+    if cfg.freeze_d > most:
+        raise ConfigError(f"--freeze-d {cfg.freeze_d}: D of --init-from {cfg.init_from} has {most} weight layers before "
+                          f"its output; use --freeze-d 0 to {most}")
 
 
 def dcgan_size_ok(size: int) -> bool:

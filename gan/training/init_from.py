@@ -21,8 +21,9 @@ from safetensors.torch import load_file
 from gancli.gan.artifact import SPEC_NAME, WEIGHTS_NAME, load_spec, load_verified_state
 from gancli.gan.errors import ArtifactError, ConfigError
 from gancli.gan.training.config import CONFIG_NAME as SOURCE_CONFIG_NAME
+from gancli.gan.training.config import TrainConfig, preset_of
 from gancli.gan.training.run_dir import CHECKPOINT_NAME
-from gancli.models import models_dir
+from gancli.models import models_dir, names_a_path, shipped_generators
 
 DISCRIMINATOR_NAME = "discriminator.safetensors"
 DISCRIMINATOR_FORMAT = "gancli-discriminator"
@@ -33,13 +34,16 @@ ARCHITECTURE = ("arch", "latent_dim", "img_size", "channels", "width", "g_depth"
 
 
 def resolve_source(model: str | Path) -> Path:
-    """The folder of `model`: a shipped model's name, or a run or model folder; else one ConfigError line."""
-    shipped = models_dir() / str(model)
-    folder = shipped if "/" not in str(model) and (shipped / SPEC_NAME).is_file() else Path(model).expanduser()
-    if not (folder / SPEC_NAME).is_file() or not (folder / SOURCE_CONFIG_NAME).is_file():
-        raise ConfigError(f"--init-from {model}: not a shipped model, nor a run or model folder with {SPEC_NAME} and "
-                          f"{SOURCE_CONFIG_NAME}; pass a name from `gancli generate --help` or a `gancli train` run folder")
-    return folder
+    """The folder of `model`: a shipped model's name (a bare name is never a folder of the working directory), or
+    a path (names_a_path) to a run or model folder; else one ConfigError line."""
+    folder = Path(model).expanduser() if names_a_path(model) else models_dir() / model
+    if (folder / SPEC_NAME).is_file() and (folder / SOURCE_CONFIG_NAME).is_file():
+        return folder
+    if not names_a_path(model):
+        raise ConfigError(f"--init-from {model}: no shipped model has that name (shipped models: "
+                          f"{', '.join(shipped_generators())}); a run or model folder needs a path, such as ./{model}")
+    raise ConfigError(f"--init-from {model}: not a run or model folder with {SPEC_NAME} and {SOURCE_CONFIG_NAME}; "
+                      f"pass a `gancli train` run folder or a shipped model's name")
 
 
 def source_options(folder: Path) -> dict[str, Any]:
@@ -50,9 +54,10 @@ def source_options(folder: Path) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in ARCHITECTURE}
 
 
-def architecture_from_source(model: str | Path, options: dict[str, Any]) -> dict[str, Any]:
+def architecture_from_source(model: str | Path, options: dict[str, Any], dataset: str) -> dict[str, Any]:
     """`options` with every architecture option that was not given (None) taken from `model`; ConfigError naming
-    each one that was given with a value the model's weights cannot take."""
+    each one that was given with a value the model's weights cannot take, or the image format the model would
+    impose on `dataset` unasked (check_image_format)."""
     folder = resolve_source(model)
     theirs = source_options(folder)
     differ = [f"--{name.replace('_', '-')} {options[name]} here, {theirs[name]} in the model"
@@ -60,7 +65,26 @@ def architecture_from_source(model: str | Path, options: dict[str, Any]) -> dict
     if differ:
         raise ConfigError(f"--init-from {model} has another architecture: {'; '.join(differ)}; drop those flags "
                           f"(the model's own are used) or start without --init-from")
+    check_image_format(model, theirs, options, dataset)
     return {**options, **{name: value for name, value in theirs.items() if options.get(name) is None}}
+
+
+def image_format(options: dict[str, Any]) -> str:
+    """The image size and colour of a config's (or preset's) options, as "28x28 grey"."""
+    return f"{options['img_size']}x{options['img_size']} {'grey' if options['channels'] == 1 else 'RGB'}"
+
+
+def check_image_format(model: str | Path, theirs: dict[str, Any], options: dict[str, Any], dataset: str) -> None:
+    """A model whose image size or channels differ from those of `dataset`'s preset would silently resize and
+    recolour the data to its own (the cats as 28x28 grey): one ConfigError line, unless --img-size and --channels
+    ask for the model's."""
+    preset = preset_of(dataset)
+    unasked = [f"--{name.replace('_', '-')} {theirs[name]}" for name in ("img_size", "channels")
+               if options.get(name) is None and theirs[name] != preset[name]]
+    if unasked:
+        raise ConfigError(f"--init-from {model} makes {image_format(theirs)} images, but --dataset {dataset} trains at "
+                          f"{image_format(preset)}; pass {' '.join(unasked)} to train at the model's, or start from a "
+                          f"model of {image_format(preset)}")
 
 
 def lineage(model: str | Path) -> dict[str, Any]:
@@ -121,13 +145,32 @@ def start_from(trainer: Any, model: str | Path, freeze_d: int, say) -> None:
         say(f"--freeze-d {freeze_d}: D's first {frozen} weight layers are fixed")
 
 
+def weight_layers(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layers of `module` that hold weights, in forward order. A spectral-normed layer counts once: its weight
+    is held by its parametrization, its bias by the layer itself."""
+    from torch.nn.utils import parametrize
+
+    return [m for m in module.modules() if parametrize.is_parametrized(m) or (
+        not isinstance(m, parametrize.ParametrizationList) and any(True for _ in m.parameters(recurse=False)))]
+
+
 def freeze_first_layers(D: torch.nn.Module, n: int) -> int:
     """Fix the parameters of D's first `n` layers with weights (in forward order), as FreezeD does; returns how
     many were frozen."""
-    layers = [m for m in D.modules() if any(True for _ in m.parameters(recurse=False))]
+    layers = weight_layers(D)
     for layer in layers[:n]:
         layer.requires_grad_(False)
     return min(n, len(layers))
+
+
+def freezable_layers(cfg: TrainConfig) -> int:
+    """How many layers --freeze-d may fix in the D of `cfg`: the weight layers before its output, so that its logit
+    (and class head) always learn. Counted on a D built on the meta device: shapes only, no memory, no weights."""
+    from gancli.gan.networks import build_discriminator
+
+    with torch.device("meta"):
+        D = build_discriminator(cfg)
+    return len(weight_layers(D.features))
 
 
 CURVE_NAME = "curve.csv"  # the quality score against the images seen, over every stretch of a long run

@@ -167,7 +167,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, events: TrainingEvents, 
             failure = e
     raise_together(info, failure)
 
-    board = TensorBoardLog(run_dir, trainer.step) if info.is_main else None  # rank 0 alone writes events
+    # rank 0 alone writes events; a resumed run hides those its killed run wrote after the checkpoint
+    board = TensorBoardLog(run_dir, trainer.step if resume is not None else None) if info.is_main else None
     try:
         run_epochs(trainer, data, run_dir, events, stop, board)
     finally:

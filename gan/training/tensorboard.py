@@ -6,8 +6,10 @@ epoch/val_*), the judge's score (epoch/quality, and epoch/quality_is where it ha
 (samples, the same PNG as samples/epochNNN.png). tensorboard comes with the train extra (torch's SummaryWriter
 needs it).
 
-A resumed run opens a new event file with purge_step at the checkpoint's step: events of steps after the
-checkpoint (written before the stop, then trained again) are hidden, so every curve is continuous.
+A resumed run opens a new event file with purge_step one past the checkpoint's step: events of steps after the
+checkpoint (written before the stop, then trained again) are hidden, so every curve is continuous, while those of
+the checkpoint's own step (its losses, and at an epoch end the epoch's means, score and grid), which the resumed
+run does not write again, are kept.
 """
 from __future__ import annotations
 
@@ -23,13 +25,16 @@ TRAIN_KEYS = ("d_loss", "g_loss", "d_x", "d_g_z")
 class TensorBoardLog:
     """A SummaryWriter on `run_dir`, with the scalars and images training reports."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, checkpoint_step: int | None = None):
+        """`checkpoint_step`: the step a resumed run continues from (None: a new run)."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:  # torch is there (we train) but tensorboard is not
             raise RunWriteError(f"TensorBoard logging needs the tensorboard package ({e}); "
                                 f"pip install 'gancli[train]'") from None
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=resume_step or None, flush_secs=30)
+        # every point up to the checkpoint's step was written before the checkpoint: purge only the later ones
+        purge_step = None if checkpoint_step is None else checkpoint_step + 1
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step, flush_secs=30)
 
     def step(self, step: int, losses: dict[str, float], images_per_second: float) -> None:
         for key in TRAIN_KEYS:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from gancli.runtime.errors import GenerateError
 from gancli.runtime.generate import generate
-from gancli.runtime.models import EVAL_FILES, MODELS_DIR, SERVING_FILES
+from gancli.runtime.models import EVAL_FILES, MODELS_DIR, SERVING_FILES, resolve_model
 
 FP32, INT8 = SERVING_FILES["fp32"][0], SERVING_FILES["int8"][0]
 
@@ -76,3 +77,23 @@ def test_a_folder_begun_with_the_fp32_graph_is_finished_with_it(folder, tmp_path
 def test_an_onnx_file_is_served_as_it_is(folder, tmp_path):
     result = generate(20, tmp_path / "out", folder / FP32, device="cpu", layout="threads")
     assert (result.precision, result.model) == ("fp32", folder / FP32)
+
+
+def test_a_bare_name_is_always_the_shipped_model_and_a_folder_needs_a_path(tmp_path, monkeypatch):
+    """A folder (or file) of the working directory named like a shipped model does not replace it: generate,
+    serve, interpolate and eval all resolve --model here. A path needs ./, a separator or .onnx."""
+    monkeypatch.chdir(tmp_path)
+    impostor = Path(shutil.copytree(MODELS_DIR / "mnist-dcgan", tmp_path / "cats-dcgan"))
+    (tmp_path / "mnist-mlp").write_bytes((MODELS_DIR / "mnist-dcgan" / FP32).read_bytes())
+    assert resolve_model("cats-dcgan") == MODELS_DIR / "cats-dcgan" / FP32
+    assert resolve_model("mnist-mlp") == MODELS_DIR / "mnist-mlp" / FP32
+    for path in ("./cats-dcgan", "cats-dcgan/", str(impostor)):
+        assert resolve_model(path).resolve() == impostor / FP32, path
+    assert resolve_model(Path("cats-dcgan")).resolve() == impostor / FP32  # from Python, a Path is a path
+    shutil.copytree(impostor, tmp_path / "mine")
+    with pytest.raises(GenerateError) as refused:
+        resolve_model("mine")
+    assert str(refused.value) == ("no model 'mine': no shipped model has that name (shipped models: "
+                                  "cats-dcgan, mnist-cdcgan, mnist-dcgan, mnist-mlp); a folder or file needs a path, "
+                                  "such as ./mine")
+    assert resolve_model("./mine").resolve() == tmp_path / "mine" / FP32

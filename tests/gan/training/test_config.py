@@ -93,3 +93,23 @@ def test_portable_drops_the_machine_it_ran_on_and_keeps_the_rest():
     shipped = TrainConfig(init_from="cats-dcgan", lineage={"init_from": "models/training/cats-dcgan"}).portable()
     assert (shipped.init_from, shipped.lineage["init_from"]) == ("cats-dcgan", "models/training/cats-dcgan")
     assert (portable.width, portable.lr_g) == (48, 1e-4) and cfg.out_dir == "/somewhere/runs"
+
+
+@pytest.mark.parametrize("model, most", [("mnist-dcgan", 4), ("cats-dcgan", 8), ("mnist-mlp", 2)])
+def test_freeze_d_is_checked_against_the_models_d(model, most, tmp_path, monkeypatch):
+    """--freeze-d may fix D's layers before its output, never all of them (which crashed at the first step)."""
+    dataset = "cats" if model.startswith("cats") else "mnist"
+    assert resolve_config(dataset, init_from=model, freeze_d=most).freeze_d == most
+    with pytest.raises(ConfigError) as refused:
+        resolve_config(dataset, init_from=model, freeze_d=most + 1)
+    assert str(refused.value) == (f"--freeze-d {most + 1}: D of --init-from {model} has {most} weight layers before its "
+                                  f"output; use --freeze-d 0 to {most}")
+
+
+def test_freeze_d_at_its_most_trains(data_root, tmp_path):
+    from gancli.gan.training.loop import train
+
+    cfg = resolve_config("mnist", init_from="mnist-dcgan", freeze_d=4, data_root=str(data_root), limit=64,
+                         batch_size=32, n_epochs=1, eval_every=0, threads=1, device="cpu", out_dir=str(tmp_path))
+    run_dir = train(cfg)
+    assert "D's first 4 weight layers are fixed" in (run_dir / "log.txt").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -74,14 +75,54 @@ def test_classes_that_differ_are_one_line_and_no_run_folder(first_run, data_root
         for i in range(4):
             Image.new("L", (28, 28), 40 * i).save(folder / name / f"{i}.png")
     with pytest.raises(ConfigError, match="a conditional model needs the same number of classes"):
-        gancli.train(str(folder), init_from="mnist-cdcgan", out_dir=str(tmp_path / "runs"),
+        gancli.train(str(folder), init_from="mnist-cdcgan", out_dir=str(tmp_path / "runs"), img_size=28, channels=1,
                      **QUICK | {"width": None, "limit": None})
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("dataset, model, says", [
+    ("cats", "mnist-dcgan", "--init-from mnist-dcgan makes 28x28 grey images, but --dataset cats trains at 64x64 RGB; "
+                            "pass --img-size 28 --channels 1 to train at the model's"),
+    ("mnist", "cats-dcgan", "--init-from cats-dcgan makes 64x64 RGB images, but --dataset mnist trains at 28x28 grey; "
+                            "pass --img-size 64 --channels 3 to train at the model's"),
+])
+def test_a_model_of_another_image_format_than_the_data_is_one_line_and_no_run_folder(data_root, tmp_path, dataset,
+                                                                                     model, says):
+    result = CliRunner().invoke(app, ["train", "--dataset", dataset, "--init-from", model, "--data-root",
+                                      str(data_root), "--out-dir", str(tmp_path / "runs"), "--limit", "16",
+                                      "--n-epochs", "1", "--eval-every", "0"])
+    assert result.exit_code == 1 and says in result.output and result.output.strip().count("\n") == 0, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_of_another_image_format_trains_when_the_flags_ask_for_it():
+    cfg = gancli.train_config("cats", init_from="mnist-dcgan", img_size=28, channels=1)
+    assert (cfg.img_size, cfg.channels, cfg.init_from) == (28, 1, "mnist-dcgan")
+    with pytest.raises(ConfigError, match="pass --channels 1 to train at the model's"):
+        gancli.train_config("cats", init_from="mnist-dcgan", img_size=28)
+    assert gancli.train_config("cats", init_from="cats-dcgan").img_size == 64  # the data's own format needs no flag
+
+
 def test_an_unknown_model_is_one_line():
-    with pytest.raises(ConfigError, match="not a shipped model"):
+    with pytest.raises(ConfigError, match="no shipped model has that name"):
         gancli.train_config("mnist", init_from="no-such-model")
+    with pytest.raises(ConfigError, match="not a run or model folder"):
+        gancli.train_config("mnist", init_from="./no-such-folder")
+
+
+def test_a_bare_name_is_always_the_shipped_model_and_a_folder_needs_a_path(tmp_path, monkeypatch):
+    """As for --model: a folder of the working directory named like a shipped model does not replace it."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(models_dir() / "mnist-dcgan", tmp_path / "cats-dcgan")
+    shutil.copytree(models_dir() / "mnist-dcgan", tmp_path / "mine")
+    shipped = {name: json.loads((models_dir() / name / "generator.json").read_text())["weights_sha256"]
+               for name in ("cats-dcgan", "mnist-dcgan")}
+    assert gancli.train_config("cats", init_from="cats-dcgan").lineage["weights_sha256"] == shipped["cats-dcgan"]
+    assert gancli.train_config("mnist", init_from="./cats-dcgan").lineage["weights_sha256"] == shipped["mnist-dcgan"]
+    with pytest.raises(ConfigError, match=r"--init-from mine: no shipped model has that name \(shipped models: "
+                                          r"cats-dcgan, .*\); a run or model folder needs a path, such as \./mine"):
+        gancli.train_config("mnist", init_from="mine")
+    assert gancli.train_config("mnist", init_from="./mine").lineage["weights_sha256"] == shipped["mnist-dcgan"]
 
 
 def test_a_shipped_model_gives_its_architecture():
@@ -96,6 +137,15 @@ def test_freeze_d_fixes_the_first_layers_of_d():
     assert [p.requires_grad for p in D.parameters()] == [False, False, False, False, True, True]
     with pytest.raises(ConfigError, match="--freeze-d"):
         gancli.train_config("mnist", freeze_d=2)
+
+
+def test_freeze_d_fixes_a_spectral_normed_layer_whole():
+    """Its weight sits in its parametrization and its bias in the layer: one layer, frozen together."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    D = torch.nn.Sequential(*(spectral_norm(torch.nn.Linear(4, 4)) for _ in range(3)))
+    assert init_from.freeze_first_layers(D, 2) == 2
+    assert [p.requires_grad for layer in D for p in layer.parameters()] == [False, False, False, False, True, True]
 
 
 def test_the_curve_of_a_long_run_grows_with_each_stretch(tmp_path):
