@@ -32,8 +32,17 @@ from gancli import GancliError
 from gancli.models import shipped_generators
 from gancli.runtime.extras import require_training_extra
 
-console = Console()
-err_console = Console(stderr=True)
+
+def unwrapped_when_piped(console: Console) -> Console:
+    """`console` as it is on a terminal (wrapped at its width); piped or redirected, never wrapped: that output is
+    data (Markdown tables, log lines) that rich's fallback of 80 columns would break mid-line."""
+    if not console.is_terminal:
+        console.width = 1 << 20  # wider than any line: a table keeps its own width, a line its one line
+    return console
+
+
+console = unwrapped_when_piped(Console())
+err_console = unwrapped_when_piped(Console(stderr=True))
 
 
 class _NoTypePlaceholders:
@@ -338,8 +347,8 @@ def generate(
     out: str = typer.Option(..., "--out", metavar="DIR", show_default=False,
                              help="Output folder (created if missing); the same command again resumes."),
     model: Optional[str] = typer.Option(None, metavar="MODEL", show_default="cats-dcgan",
-                                        help=f"A shipped model ({', '.join(shipped_generators())}), a model folder, "
-                                             "or an .onnx file from `gancli export`."),
+                                        help=f"A shipped model ({', '.join(shipped_generators())}), a model folder "
+                                             "as a path (./NAME, DIR/NAME), or an .onnx file from `gancli export`."),
     batch_size: str = typer.Option("auto", metavar="N", help="Images per inference batch, or auto (per device and model)."),
     device: str = typer.Option("auto", metavar="DEVICE", help="auto (CUDA when it really starts, else the CPU), cuda or cpu."),
     seed: int = typer.Option(0, metavar="N", help="Image i is made from (seed, i) alone."),
@@ -363,7 +372,8 @@ def generate(
     """Generate images from an exported generator, reproducibly and without torch.
 
     Runs the model through onnxruntime (CUDA on a GPU, else one process per CPU core). `--model`
-    takes a shipped model name, a model folder (its uint8 serving graph is preferred) or an .onnx
+    takes a shipped model name (a bare name is always a shipped model's), a model folder as a path
+    (./NAME; its uint8 serving graph is preferred) or an .onnx
     file; z size, image shape and output kind come from the model's metadata. Image i depends only
     on (`--seed`, i): the same whatever the batch, shard, device or resume. Files are
     OUT/00000/000000042.png (10,000 a folder), and OUT/manifest.jsonl maps each file to its index
@@ -447,25 +457,31 @@ def interpolate(
 ))
 def serve(
     model: Optional[list[str]] = typer.Option(None, "--model", metavar="MODEL", show_default="every shipped model",
-                                              help="A shipped model, a model folder or an .onnx file, or NAME=MODEL "
+                                              help="A shipped model, a model folder (./NAME) or an .onnx file, or NAME=MODEL "
                                                    "to name it in URLs; repeat for more."),
     host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address to listen on; any but loopback needs --api-key."),
     port: int = typer.Option(8000, metavar="N", help="Port to listen on (0: a free one, printed)."),
     device: str = typer.Option("auto", metavar="DEVICE", help="auto (CUDA when it really starts, else the CPU), cuda or cpu."),
     max_batch: int = typer.Option(64, metavar="N", help="Images per onnxruntime batch, at most."),
-    max_delay_ms: float = typer.Option(5.0, metavar="MS", help="How long a request may wait for others to join its batch."),
+    max_delay_ms: float = typer.Option(0.0, metavar="MS", help="How long a batch may wait for requests already on their way "
+                                                                "(0: it runs what is queued at once; at most 1000)."),
     max_queue: int = typer.Option(1024, metavar="N", help="Images waiting per model, at most; past it: 503, Retry-After."),
     max_images: int = typer.Option(1024, metavar="N", help="Images per POST request, at most."),
     api_key: Optional[str] = typer.Option(None, metavar="KEY", envvar="GANCLI_API_KEY", show_default=False,
                                           help="Answer /v1 requests only with `Authorization: Bearer KEY`."),
     grace_seconds: float = typer.Option(25.0, metavar="S", help="On SIGTERM, time for the requests in flight."),
+    allowed_hosts: Optional[str] = typer.Option(None, metavar="NAME,...", show_default="loopback names and --host",
+                                                help="Host header names to answer besides loopback and --host (* for any)."),
+    request_timeout: float = typer.Option(10.0, metavar="S", help="A request must arrive whole within this."),
+    idle_timeout: float = typer.Option(5.0, metavar="S", help="A keep-alive connection with no request is closed after this."),
 ) -> None:
     """Serve generators over HTTP: images by index, zips and npz files, a gallery.
 
     `GET /v1/models/NAME/images/I.png?seed=S` is the same pixels as image I of `gancli generate --seed
     S` (with `class` and `truncation` as there), so it is cached as immutable. `POST
-    /v1/models/NAME/images` streams a zip of PNGs or an npz. Concurrent requests are batched (up to
-    `--max-batch` images within `--max-delay-ms`); a full queue answers 503. The gallery is at /, the
+    /v1/models/NAME/images` streams a zip of PNGs or an npz. Concurrent requests are batched: the
+    worker runs what is queued (up to `--max-batch` images) the moment it is free, so a lone request
+    never waits; a full queue answers 503. The gallery is at /, the
     API at /docs, health at /healthz and /readyz, Prometheus metrics at /metrics. SIGTERM stops
     accepting, finishes the requests in flight and exits 0. Without torch.
     """
@@ -475,7 +491,9 @@ def serve(
 
         settings = ServeSettings(host=host, port=port, device=device, max_batch=max_batch, max_delay_ms=max_delay_ms,
                                  max_queue=max_queue, max_images=max_images, api_key=api_key,
-                                 grace_seconds=grace_seconds)
+                                 grace_seconds=grace_seconds, request_timeout_s=request_timeout,
+                                 idle_timeout_s=idle_timeout,
+                                 allowed_hosts=tuple(h.strip() for h in (allowed_hosts or "").split(",") if h.strip()))
         run_server(model, settings, on_ready=lambda line: console.print(line, highlight=False, soft_wrap=True))
 
 
@@ -492,7 +510,7 @@ REAL_DATA = "Real data and feature networks"
 ))
 def evaluate(
     model: str = typer.Argument(..., metavar="MODEL", show_default=False,
-                                help="A shipped model name, a model folder, or an .onnx file from `gancli export`."),
+                                help="A shipped model name, a model folder (./NAME), or an .onnx file from `gancli export`."),
     dataset: str = typer.Option(..., metavar="NAME|DIR", show_default=False, rich_help_panel=REAL_DATA,
                                 help="Real data to compare with: mnist, cats, or a folder of images."),
     n: int = typer.Option(10_000, "-n", "--num-images", metavar="N", help="Generated images to score: indices 0 to N-1."),

@@ -21,6 +21,23 @@ _SHOWN_NAMES = 12  # class names listed in an error message before "..."
 
 
 @dataclass(frozen=True)
+class ClassOption:
+    """How the user gave the classes, so that an error speaks their language: a flag on the command line,
+    a parameter of an HTTP request."""
+
+    name: str  # "--class"
+    separator: str  # between the name and its value: "--class 3", "class=3"
+    drop: str  # how to give no classes at all
+
+    def given(self, value: object) -> str:
+        return f"{self.name}{self.separator}{value}"
+
+
+FLAG = ClassOption("--class", " ", "drop --class, or use a class-conditional model (gancli train --conditional)")
+HTTP_PARAMETER = ClassOption("class", "=", "drop the class parameter, or ask a class-conditional model")
+
+
+@dataclass(frozen=True)
 class ClassPlan:
     """The classes images cycle through: `requested` are indices into the model's `names`."""
 
@@ -42,7 +59,7 @@ class ClassPlan:
         return self.requested == tuple(range(len(self.names)))
 
 
-def split_classes(classes: ClassesArg) -> list[str | int] | None:
+def split_classes(classes: ClassesArg, option: ClassOption = FLAG) -> list[str | int] | None:
     """`--class` as given -> its items: "3,7" -> ["3", "7"]; 7 -> [7]; ["cat", 2] as it is; None stays None."""
     if classes is None:
         return None
@@ -53,10 +70,11 @@ def split_classes(classes: ClassesArg) -> list[str | int] | None:
     elif isinstance(classes, Sequence) or isinstance(classes, np.ndarray):
         items = [item.strip() if isinstance(item, str) else item for item in classes]
     else:
-        raise GenerateError(f"--class {classes!r} is not a class list; pass names or indices, e.g. --class 3,7")
+        raise GenerateError(f"{option.given(repr(classes))} is not a class list; pass names or indices, "
+                            f"e.g. {option.given('3,7')}")
     if not items or any(item == "" for item in items):
-        raise GenerateError(f"--class {format_arg(classes)!r} names no class (or an empty one); "
-                            f"pass class names or indices separated by commas, e.g. --class 3,7")
+        raise GenerateError(f"{option.given(repr(format_arg(classes)))} names no class (or an empty one); "
+                            f"pass class names or indices separated by commas, e.g. {option.given('3,7')}")
     return items
 
 
@@ -73,7 +91,8 @@ def describe_classes(names: Sequence[str]) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else "")
 
 
-def resolve_classes(meta: ModelMetadata, classes: ClassesArg, source: str | Path = "the model") -> ClassPlan | None:
+def resolve_classes(meta: ModelMetadata, classes: ClassesArg, source: str | Path = "the model",
+                    option: ClassOption = FLAG) -> ClassPlan | None:
     """The class plan of a run: None for an unconditional model (which takes no --class), every class
     for a conditional one without --class, else the classes asked for.
 
@@ -81,11 +100,11 @@ def resolve_classes(meta: ModelMetadata, classes: ClassesArg, source: str | Path
     index. A class the model lacks, a repeated class or --class on an unconditional model raises a
     one-line GenerateError.
     """
-    items = split_classes(classes)
+    items = split_classes(classes, option)
     if not meta.conditional:
         if items is not None:
-            raise GenerateError(f"--class {format_arg(classes)}: {source} is an unconditional model (it has no "
-                                f"classes); drop --class, or use a class-conditional model (gancli train --conditional)")
+            raise GenerateError(f"{option.given(format_arg(classes))}: {source} is an unconditional model (it has "
+                                f"no classes); {option.drop}")
         return None
     names = tuple(meta.class_names)
     if items is None:
@@ -94,10 +113,11 @@ def resolve_classes(meta: ModelMetadata, classes: ClassesArg, source: str | Path
     for item in items:
         label = class_index(item, names)
         if label is None:
-            raise GenerateError(f"--class {item}: {source} has no such class; its classes are "
+            raise GenerateError(f"{option.given(item)}: {source} has no such class; its classes are "
                                 f"{describe_classes(names)} (or indices 0 to {len(names) - 1})")
         if label in requested:
-            raise GenerateError(f"--class {format_arg(classes)} lists class {names[label]!r} twice; list each class once")
+            raise GenerateError(f"{option.given(format_arg(classes))} lists class {names[label]!r} twice; "
+                                f"list each class once")
         requested.append(label)
     return ClassPlan(tuple(requested), names)
 

@@ -14,21 +14,20 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from gancli import __version__
-from gancli.runtime.serve.batcher import Batcher, QueueFull
+from gancli.runtime.serve.batcher import Batcher, QueueFull, WorkerDown
 from gancli.runtime.serve.encode import encode_pngs, index_chunks, npz_stream, zip_stream
-from gancli.runtime.serve.manners import ApiKey, BodyLimit, RequestMetrics, error_response
+from gancli.runtime.serve.manners import AllowedHosts, ApiKey, BodyLimit, RequestMetrics, error_response
 from gancli.runtime.serve.metrics import CONTENT_TYPE, Metrics
 from gancli.runtime.serve.params import (ApiError, ImagesRequest, check_range, check_seed, check_truncation,
-                                         image_etag, labels_for, model_named)
+                                         etag_matches, image_etag, labels_for, model_named, parse_index, parse_seed)
 from gancli.runtime.serve.registry import ServedModel
 from gancli.runtime.serve.settings import ServeSettings
-from gancli.runtime.writer import MAX_IMAGES
 
 IMMUTABLE = "public, max-age=31536000, immutable"  # an image's URL names everything its pixels depend on
 RETRY_AFTER_SECONDS = "1"
@@ -66,6 +65,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, "the server is busy (its queue is full); retry after a second",
                               {"Retry-After": RETRY_AFTER_SECONDS})
 
+    @app.exception_handler(WorkerDown)
+    async def worker_down(request: Request, e: WorkerDown) -> Response:
+        return error_response(503, "the model's batching worker has stopped (the server's log says why); "
+                                   "restart the server")
+
     @app.exception_handler(Exception)
     async def bug(request: Request, e: Exception) -> Response:  # the traceback goes to the server's log only
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
@@ -96,6 +100,7 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
                               "of `gancli generate --seed S`.")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ApiKey, key=settings.api_key)
+    app.add_middleware(AllowedHosts, hosts=settings.answered_hosts())
     app.add_middleware(RequestMetrics, metrics=metrics)  # added last: outermost, so it counts the 401s too
     install_error_handlers(app)
     gallery = (files(__package__) / "gallery.html").read_text(encoding="utf-8")
@@ -104,12 +109,16 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
     async def gallery_page() -> HTMLResponse:
         return HTMLResponse(gallery)
 
-    @app.get("/healthz", summary="Alive")
-    async def healthz() -> dict:
-        return {"status": "ok"}
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="Alive: every model's batching worker running",
+                   responses={503: {"description": "a batching worker has stopped"}})
+    async def healthz() -> Response:
+        down = [name for name, b in batchers.items() if not b.alive]
+        if down:  # a liveness probe then restarts the server, rather than requests waiting on a dead worker
+            return error_response(503, f"the batching worker of {', '.join(down)} has stopped")
+        return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz", summary="Models loaded and their batchers running",
-             responses={503: {"description": "not ready"}})
+    @app.api_route("/readyz", methods=["GET", "HEAD"], summary="Models loaded and their batchers running",
+                   responses={503: {"description": "not ready"}})
     async def readyz() -> Response:
         if not all(b.alive for b in batchers.values()):
             return error_response(503, "not ready: the models' batchers are not running")
@@ -123,22 +132,25 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
     async def list_models() -> dict:
         return {"models": [model.describe() for model in models.values()]}
 
-    @app.get("/v1/models/{name}/images/{index}.png", summary="One image, as PNG", response_class=Response,
-             responses={200: {"content": {"image/png": {}}}, 304: {"description": "not modified (If-None-Match)"}})
-    async def image(request: Request, name: str, index: int, seed: int = 0,
+    @app.api_route("/v1/models/{name}/images/{index}.png", methods=["GET", "HEAD"], summary="One image, as PNG",
+                   response_class=Response, responses={200: {"content": {"image/png": {}}},
+                                                       304: {"description": "not modified (If-None-Match)"}})
+    async def image(request: Request, name: str,
+                    index: str = Path(description="0 to 999999999, in plain decimal."),
+                    seed: str = Query("0", description="0 to 2**128 - 1, in plain decimal."),
                     classes: str | None = Query(None, alias="class", description="Names or indices, as `--class`."),
                     truncation: float = Query(1.0, description="psi in (0, 1]: z' = psi z (1: off).")) -> Response:
         """Image `index` of `gancli generate --seed SEED [--class CLASS] [--truncation T]`, the same pixels."""
         model = model_named(models, name)
-        check_range(index, 1, MAX_IMAGES)
-        check_seed(seed)
-        check_truncation(truncation)
-        indices = np.array([index], dtype=np.int64)
-        labels = labels_for(model, classes, indices)
-        headers = {"ETag": image_etag(model, index, seed, labels, truncation), "Cache-Control": IMMUTABLE}
-        if headers["ETag"] in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        images = await batchers[name].images(seed, indices, labels, truncation)
+        with batchers[name].arrival() as queued:
+            number, seed_number = parse_index(index), parse_seed(seed)
+            check_truncation(truncation)
+            indices = np.array([number], dtype=np.int64)
+            labels = labels_for(model, classes, indices)
+            headers = {"ETag": image_etag(model, number, seed_number, labels, truncation), "Cache-Control": IMMUTABLE}
+            if etag_matches(request.headers.get("if-none-match", ""), headers["ETag"]):
+                return Response(status_code=304, headers=headers)
+            images = await batchers[name].images(seed_number, indices, labels, truncation, queued=queued)
         return Response((await encode_pngs(images, pool))[0], media_type="image/png", headers=headers)
 
     @app.post("/v1/models/{name}/images", summary="Many images, as a zip of PNGs or an npz, streamed",
@@ -148,18 +160,21 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
         """Images start .. start+n-1 of `seed`: 000000042.png files in a zip, or an npz with the arrays
         images (uint8 [n, H, W, C]), indices and (conditional models) labels, as `gancli generate` writes them."""
         model = model_named(models, name)
-        check_range(body.start, body.n, settings.max_images)
-        check_seed(body.seed)
-        check_truncation(body.truncation)
-        labels = labels_for(model, body.classes, np.arange(body.start, body.start + body.n))
-        chunks = index_chunks(body.start, body.n, settings.max_batch)
         batcher = batchers[name]
+        with batcher.arrival() as queued:
+            check_range(body.start, body.n, settings.max_images)
+            check_seed(body.seed)
+            check_truncation(body.truncation)
+            labels = labels_for(model, body.classes, np.arange(body.start, body.start + body.n))
+            chunks = index_chunks(body.start, body.n, settings.max_batch)
 
-        async def images_of(indices: np.ndarray, wait_for_room: bool = True) -> np.ndarray:
-            rows = None if labels is None else labels[indices - body.start]
-            return await batcher.images(body.seed, indices, rows, body.truncation, wait_for_room)
+            async def images_of(indices: np.ndarray, wait_for_room: bool = True) -> np.ndarray:
+                rows = None if labels is None else labels[indices - body.start]
+                return await batcher.images(body.seed, indices, rows, body.truncation, wait_for_room)
 
-        first = await images_of(chunks[0], wait_for_room=False)  # a full queue is still a 503 here
+            first_rows = None if labels is None else labels[chunks[0] - body.start]
+            # a full queue is still a 503 here, before the answer starts
+            first = await batcher.images(body.seed, chunks[0], first_rows, body.truncation, queued=queued)
         filename = f"{name}-seed{body.seed}-{body.start}-{body.start + body.n - 1}.{body.format}"
         headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
         if body.format == "npz":

@@ -1,20 +1,26 @@
-"""Dynamic batching, as Triton's dynamic batcher does it: the requests for one model that arrive within
-`max_delay` of the first one waiting are run as one onnxruntime batch of up to `max_batch` images.
+"""Dynamic batching, as Triton's dynamic batcher does it: the worker runs whatever is queued the moment it is
+free (up to `max_batch` images), so requests that arrive while a batch runs form the next one. A lone
+request never waits: with `max_delay` > 0 a batch also waits, up to that long, for requests that have
+reached the route but are not queued yet (`arrival`), and only for those.
 
 Requests come from the event loop (`await batcher.images(...)`); one worker thread per model owns the
 session (an onnxruntime session is run from one thread here), makes each request's z with
 runtime/latents.py, runs the batch and hands each request its rows back on its loop. Rows do not
 depend on what they are batched with (checked for the shipped graphs on the CPU), so batching never
 changes pixels. The images waiting for a batch are bounded: past `max_queue`, `images` raises QueueFull
-at once (the app answers 503 with Retry-After) rather than letting memory and latency grow.
+at once (the app answers 503 with Retry-After) rather than letting memory and latency grow. A worker that
+died raises WorkerDown for every request (503 at once) and fails /healthz, rather than leaving requests
+waiting for it.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +29,16 @@ from gancli.runtime.latents import latents
 from gancli.runtime.session import GeneratorSession
 
 RETRY_SECONDS = 0.005  # how often a stream waits for room in a full queue
+ARRIVAL_POLL_SECONDS = 0.001  # how often a waiting batch looks again whether requests are still on their way
+log = logging.getLogger("gancli.serve")
 
 
 class QueueFull(Exception):
     """More images are waiting for a batch than the queue holds: try again shortly."""
+
+
+class WorkerDown(Exception):
+    """The model's batching worker has stopped: nothing queued would ever be answered."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,9 @@ class Batcher:
         self.on_batch = on_batch
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._waiting = 0  # images submitted and not yet in a running batch
+        self._arriving = 0  # requests that reached the route and are not queued yet
+        self._down = False  # set by the worker before it fails what is queued, when it stops for an error
+        self._in_hand: list[Pending] = []  # taken from the queue by the worker and not answered yet
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name=f"gancli-batcher-{name}", daemon=True)
 
@@ -72,7 +87,7 @@ class Batcher:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.is_alive() and not self._down
 
     def start(self) -> None:
         self._thread.start()
@@ -83,20 +98,45 @@ class Batcher:
             self._queue.put(None)
             self._thread.join()
 
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[Callable[[], None]]:
+        """Around a request from the moment it reaches its route: a batch with a delay waits for it. The
+        callable it gives says the request is queued (or will never be), after which nothing waits for it."""
+        with self._lock:
+            self._arriving += 1
+        arrived = False
+
+        def queued() -> None:
+            nonlocal arrived
+            if not arrived:
+                arrived = True
+                with self._lock:
+                    self._arriving -= 1
+        try:
+            yield queued
+        finally:
+            queued()
+
     async def images(self, seed: int, indices: np.ndarray, labels: np.ndarray | None, truncation: float,
-                     wait_for_room: bool = False) -> np.ndarray:
+                     wait_for_room: bool = False, queued: Callable[[], None] = lambda: None) -> np.ndarray:
         """uint8 [len(indices), H, W, C] (at most max_batch images). A full queue raises QueueFull, or with
-        wait_for_room (a stream already answering) waits until there is room."""
+        wait_for_room (a stream already answering) waits until there is room; a stopped worker, WorkerDown."""
         while not self._reserve(len(indices)):
             if not wait_for_room:
+                queued()
                 raise QueueFull
             await asyncio.sleep(RETRY_SECONDS)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(Pending(seed, indices, labels, truncation, future, loop))
+        queued()
+        if self._down:  # it stopped after the check in _reserve, perhaps after failing what was queued
+            self._fail_queued(WorkerDown())
         return await future
 
     def _reserve(self, count: int) -> bool:
+        if self._down:
+            raise WorkerDown
         with self._lock:
             # an empty queue takes any request, so one larger than max_queue is not refused forever
             if self._waiting and self._waiting + count > self.max_queue:
@@ -105,28 +145,64 @@ class Batcher:
             return True
 
     def _work(self) -> None:
+        try:
+            self._serve_batches()
+        except BaseException as e:  # noqa: BLE001 (a bug here must not leave requests waiting forever)
+            log.exception("the batching worker stopped; requests are refused from now on")
+            self._down = True
+            error = WorkerDown(str(e))
+            for item in self._in_hand:
+                item.loop.call_soon_threadsafe(_resolve, item.future, error)
+            self._fail_queued(error)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.loop.call_soon_threadsafe(_resolve, item.future, error)
+
+    def _take(self, block: bool, timeout: float | None = None) -> Pending | None:
+        """The next queued request (None: the stop sentinel), held in hand until its batch has run;
+        queue.Empty when there is none in time."""
+        item = self._queue.get(block, timeout)
+        if item is not None:
+            self._in_hand.append(item)
+        return item
+
+    def _serve_batches(self) -> None:
         carried: Pending | None = None  # a request that did not fit the last batch: first in the next
         while True:
-            first = carried if carried is not None else self._queue.get()
+            first = carried if carried is not None else self._take(block=True)
             if first is None:
                 return
             batch, carried, stop = self._collect(first)
             self._run(batch)
+            self._in_hand = [] if carried is None else [carried]
             if stop:
                 if carried is not None:
                     self._run([carried])
                 return
 
     def _collect(self, first: Pending) -> tuple[list[Pending], Pending | None, bool]:
-        """The batch that starts with `first`: whatever arrives until it is full or max_delay has passed.
-        Returns (batch, a request that did not fit, whether the stop sentinel came)."""
+        """The batch that starts with `first`: whatever is queued, up to max_batch images, and within
+        max_delay what is still arriving. Returns (batch, a request that did not fit, whether the stop
+        sentinel came)."""
         batch, count = [first], len(first.indices)
         deadline = time.monotonic() + self.max_delay_s
         while count < self.max_batch:
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._take(block=False)
             except queue.Empty:
-                break
+                left = deadline - time.monotonic()
+                if self._arriving == 0 or left <= 0:
+                    break  # nothing more can join in time: a lone request is never held
+                try:
+                    item = self._take(block=True, timeout=min(left, ARRIVAL_POLL_SECONDS))
+                except queue.Empty:
+                    continue
             if item is None:
                 return batch, None, True
             if count + len(item.indices) > self.max_batch:

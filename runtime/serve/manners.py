@@ -1,6 +1,6 @@
 """What every request goes through, as plain ASGI middleware (streamed answers pass through untouched):
-the request metrics, outermost, so that refusals are counted too; then the API key on /v1; then the body
-size limit."""
+the request metrics, outermost, so that refusals are counted too; then the Host check; then the API key on
+/v1; then the body size limit."""
 from __future__ import annotations
 
 import hmac
@@ -45,6 +45,33 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.answered(route, scope["method"], status, time.perf_counter() - started)
+
+
+def host_name(host_header: str) -> str:
+    """A Host header's name, without its port: "[::1]:8000" -> "::1", "Example.com:80" -> "example.com"."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class AllowedHosts:
+    """Answers only requests whose Host names this server (`ServeSettings.answered_hosts`): a web page whose
+    name an attacker re-points at 127.0.0.1 (DNS rebinding) sends its own name, and is refused. starlette's
+    TrustedHostMiddleware does the same with a plain-text body; this one answers like every other error."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None):
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = Headers(scope=scope).get("host") if scope["type"] == "http" else None
+        if self.hosts is None or host is None or host_name(host) in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        response = error_response(400, f"Host {host!r} is not a name of this server; it answers "
+                                       f"{', '.join(sorted(self.hosts))} (start it with --allowed-hosts to add names)")
+        await response(scope, receive, send)
 
 
 class ApiKey:

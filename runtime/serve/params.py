@@ -7,13 +7,14 @@ i, 7 for odd; no class on a conditional model cycles through all of its classes)
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from gancli.runtime.errors import GenerateError
-from gancli.runtime.labels import resolve_classes
+from gancli.runtime.labels import HTTP_PARAMETER, resolve_classes
 from gancli.runtime.latents import MAX_SEED, NO_TRUNCATION, is_truncation
 from gancli.runtime.serve.registry import ServedModel
 from gancli.runtime.writer import MAX_IMAGES
@@ -56,6 +57,34 @@ def check_range(start: int, n: int, max_images: int) -> None:
         raise ApiError(400, f"{what}: image indices are 0 to {MAX_IMAGES - 1:,}")
 
 
+CANONICAL_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")  # below 10**9, as a folder names it
+CANONICAL_SEED = re.compile(r"0|[1-9][0-9]{0,38}")  # 2**128 has 39 digits
+
+
+def parse_index(text: str) -> int:
+    """An image index as a URL names it. One image has one URL: "42" only, never "042", "+42" or "4_2",
+    which Python's int() takes and which would make caches keep the same pixels under several names."""
+    if not CANONICAL_INDEX.fullmatch(text):
+        raise ApiError(400, f"index {text}: image indices are 0 to {MAX_IMAGES - 1:,}, written in plain decimal "
+                            f"(no sign, leading zeros, spaces or underscores)")
+    return int(text)
+
+
+def parse_seed(text: str) -> int:
+    """A seed as a query names it: plain decimal, for the same reason as an index."""
+    if not CANONICAL_SEED.fullmatch(text) or int(text) > MAX_SEED:
+        raise ApiError(400, f"seed must be an integer between 0 and 2**128 - 1 written in plain decimal (no sign, "
+                            f"leading zeros, spaces or underscores), not {text[:50]!r}")
+    return int(text)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """If-None-Match is "*" or a list of entity tags (RFC 9110 13.1.2), compared weakly: W/"x" matches "x"."""
+    wanted = etag.removeprefix("W/")
+    return any(tag == "*" or tag.removeprefix("W/") == wanted
+               for tag in (part.strip() for part in if_none_match.split(",")))
+
+
 def check_seed(seed: int) -> None:
     if not 0 <= seed <= MAX_SEED:
         raise ApiError(400, f"seed must be an integer between 0 and 2**128 - 1, not {seed}")
@@ -69,7 +98,7 @@ def check_truncation(truncation: float) -> None:
 def labels_for(model: ServedModel, classes: str | int | list | None, indices: np.ndarray) -> np.ndarray | None:
     """Each index's label by generate's class rule; None for an unconditional model."""
     try:
-        plan = resolve_classes(model.session.metadata, classes, model.name)
+        plan = resolve_classes(model.session.metadata, classes, model.name, HTTP_PARAMETER)
     except GenerateError as e:
         raise ApiError(400, str(e)) from None
     return None if plan is None else plan.labels(indices)

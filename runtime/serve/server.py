@@ -13,6 +13,7 @@ import uvicorn
 
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.serve.app import create_app
+from gancli.runtime.serve.protocol import bounded_protocol
 from gancli.runtime.serve.registry import ServedModel, load_models
 from gancli.runtime.serve.settings import ServeSettings
 
@@ -57,7 +58,8 @@ def describe(models: dict[str, ServedModel], settings: ServeSettings, sock: sock
     host, port = sock.getsockname()[:2]
     devices = sorted({model.session.device for model in models.values()})
     return (f"serving {', '.join(models)} on http://{f'[{host}]' if ':' in host else host}:{port} "
-            f"({'/'.join(devices)}; batches of up to {settings.max_batch} images within {settings.max_delay_ms:g} ms): "
+            f"({'/'.join(devices)}; batches of up to {settings.max_batch} images"
+            f"{f', waiting up to {settings.max_delay_ms:g} ms for requests on their way' if settings.max_delay_ms else ''}): "
             f"the gallery at /, the API at /docs")
 
 
@@ -69,7 +71,11 @@ def serve(models: list[str] | None, settings: ServeSettings, on_ready: Callable[
     served = load_models(models, settings.device)
     sock = bind(settings.host, settings.port)
     config = uvicorn.Config(create_app(served, settings), log_level="warning", access_log=False, lifespan="on",
+                            http=bounded_protocol(settings), timeout_keep_alive=settings.idle_timeout_s,
                             timeout_graceful_shutdown=settings.grace_seconds, server_header=False)
     server = DrainingServer(config)
-    on_ready(describe(served, settings, sock))
-    server.run(sockets=[sock])
+    # a stop signal from the moment the address is announced (a supervisor may send one at once) drains the
+    # server, which then stops at its start-up, rather than killing the process with the signal
+    with server.capture_signals():
+        on_ready(describe(served, settings, sock))
+        server.run(sockets=[sock])

@@ -1,12 +1,36 @@
-"""`gancli serve`'s settings, checked before any model is loaded."""
+"""`gancli serve`'s settings, checked before any model is loaded: every one is bounded, so that no value can
+make the server wait forever, hold unbounded memory or stop serving."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.session import resolve_device
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # every interface: what clients call the server cannot be known here
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a setting may take: a flag outside [least, most] (or not finite) is one error line."""
+
+    flag: str
+    least: float
+    most: float
+
+
+BOUNDS = {  # field -> its bounds; `most` keeps memory, waits and shutdowns finite
+    "port": Bound("--port", 0, 65535),
+    "max_batch": Bound("--max-batch", 1, 4096),
+    "max_delay_ms": Bound("--max-delay-ms", 0, 1000),
+    "max_queue": Bound("--max-queue", 1, 1 << 20),
+    "max_images": Bound("--max-images", 1, 1 << 16),
+    "request_timeout_s": Bound("--request-timeout", 0.1, 600),
+    "idle_timeout_s": Bound("--idle-timeout", 0.1, 3600),
+    "grace_seconds": Bound("--grace-seconds", 0, 3600),
+}
 
 
 @dataclass(frozen=True)
@@ -15,10 +39,16 @@ class ServeSettings:
     port: int = 8000  # 0: a free port, printed at start
     device: str = "auto"
     max_batch: int = 64  # images per onnxruntime batch, at most (Triton's max_batch_size)
-    max_delay_ms: float = 5.0  # how long the first request waiting may wait for others to join its batch
+    # how long a batch may wait for requests that have arrived but are not queued yet; 0 (Triton's default):
+    # the worker runs what is queued the moment it is free, and requests queue while a batch runs
+    max_delay_ms: float = 0.0
     max_queue: int = 1024  # images waiting for a batch per model, at most: past it, 503 with Retry-After
     max_images: int = 1024  # n of one POST, at most
     max_body_bytes: int = 64 << 10  # a POST body, at most: the JSON of a request is a few hundred bytes
+    max_head_bytes: int = 16 << 10  # request line and headers, at most (h11's default): past it, 431 (414 for the URL)
+    request_timeout_s: float = 10.0  # a request (line, headers, body) must arrive within this of its first byte
+    idle_timeout_s: float = 5.0  # a keep-alive connection with no request is closed after this (uvicorn's default)
+    allowed_hosts: tuple[str, ...] = ()  # Host header values answered, beyond loopback names and the bound host
     api_key: str | None = None  # when set, every /v1 request must carry it
     grace_seconds: float = 25.0  # SIGTERM: how long requests in flight may take to finish (Kubernetes waits 30)
 
@@ -28,10 +58,20 @@ class ServeSettings:
         if self.host not in LOOPBACK_HOSTS and not self.api_key:
             raise GenerateError(f"--host {self.host} opens the server beyond this machine; set --api-key KEY (or "
                                 f"GANCLI_API_KEY) so that only clients with the key are answered, or keep --host 127.0.0.1")
-        for flag, value, least in (("--port", self.port, 0), ("--max-batch", self.max_batch, 1),
-                                   ("--max-delay-ms", self.max_delay_ms, 0), ("--max-queue", self.max_queue, 1),
-                                   ("--max-images", self.max_images, 1), ("--grace-seconds", self.grace_seconds, 0)):
-            if not value >= least:
-                raise GenerateError(f"{flag} must be >= {least}, not {value}")
-        if self.port > 65535:
-            raise GenerateError(f"--port must be at most 65535, not {self.port}")
+        for field, bound in BOUNDS.items():
+            value = getattr(self, field)
+            if not (math.isfinite(value) and bound.least <= value <= bound.most):
+                raise GenerateError(f"{bound.flag} must be between {bound.least:g} and {bound.most:g}, not {value}")
+        for name in self.allowed_hosts:
+            if not name or any(c in name for c in "/ ,@"):
+                raise GenerateError(f"--allowed-hosts {name!r} is not a host name; give names such as "
+                                    f"example.com or 10.0.0.5 (or * for any)")
+
+    def answered_hosts(self) -> frozenset[str] | None:
+        """The Host names (without port) the server answers; None: any (a wildcard bind without
+        --allowed-hosts, where the API key guards the server, or --allowed-hosts '*'). Refusing other names
+        keeps a keyless loopback server from being reached through DNS rebinding."""
+        if "*" in self.allowed_hosts or (self.host in WILDCARD_HOSTS and not self.allowed_hosts):
+            return None
+        names = {*LOOPBACK_HOSTS, self.host, *self.allowed_hosts} - set(WILDCARD_HOSTS)
+        return frozenset(name.lower() for name in names)

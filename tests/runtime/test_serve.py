@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -240,13 +242,23 @@ def test_an_api_key_guards_v1_only(tmp_path):
     (["--host", "0.0.0.0"], "--host 0.0.0.0 opens the server beyond this machine; set --api-key"),
     (["--model", "no-such-model"], "no model 'no-such-model'"),
     (["--model", "a=mnist-mlp", "--model", "a=mnist-dcgan"], "the name 'a' is taken"),
-    (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--max-batch", "0"], "--max-batch must be between 1 and 4096, not 0"),
+    (["--max-delay-ms", "inf"], "--max-delay-ms must be between 0 and 1000, not inf"),
+    (["--max-delay-ms", "1e308"], "--max-delay-ms must be between 0 and 1000"),
+    (["--max-queue", "nan"], "--max-queue"),
+    (["--grace-seconds", "1e12"], "--grace-seconds must be between 0 and 3600"),
+    (["--request-timeout", "0"], "--request-timeout must be between 0.1 and 600"),
+    (["--idle-timeout", "inf"], "--idle-timeout must be between 0.1 and 3600"),
+    (["--max-images", "100000000"], "--max-images must be between 1 and 65536"),
+    (["--allowed-hosts", "a b"], "--allowed-hosts 'a b' is not a host name"),
     (["--device", "tpu"], "unknown device 'tpu'"),
 ])
 def test_bad_settings_are_one_error_line_before_anything_listens(args, message):
-    result = CliRunner().invoke(app, ["serve", *args], env={"GANCLI_API_KEY": ""})
-    assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
+    # a subprocess with a time limit: a setting that is not refused starts a server, which must fail the test
+    result = subprocess.run([sys.executable, "-m", "gancli.cli", "serve", "--port", "0", *args], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "GANCLI_API_KEY": "", "COLUMNS": "300"})
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
@@ -308,3 +320,161 @@ def test_the_gallery_shows_images_that_loaded_in_headless_chromium(server):
     assert re.search(r'<body[^>]* data-loaded="48"', dom), dom[-2000:]
     assert dom.count('data-loaded="true"') == 48
     assert "48 of 48 images loaded" in dom
+
+
+# ---- limits on what a client can make the server hold or wait for ------------------------------------
+
+def raw_exchange(url: str, *parts: bytes, pause: float = 0.0, timeout: float = 20) -> tuple[int, dict, bytes]:
+    """Send `parts` on one connection (pausing between them), then read until the server closes it:
+    (status, JSON body, the whole answer). A server that never answers fails on the socket's timeout."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            for part in parts:
+                sock.sendall(part)
+                time.sleep(pause)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before all was sent: what is checked is its answer
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body), answer
+
+
+def test_a_huge_header_is_a_431_before_it_is_read_whole(server):
+    header = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    status, body, _ = raw_exchange(server.url, header, *[b"a" * 65536] * 400)  # 26 MB, never finished
+    assert status == 431 and "limit of 16,384 bytes" in body["error"]
+    with server.client() as client:
+        assert client.get("/healthz").status_code == 200
+
+
+def test_an_overlong_url_is_a_414_with_the_json_error_body(server):
+    status, body, answer = raw_exchange(server.url, b"GET /v1/models?" + b"x" * 40_000 + b" HTTP/1.1\r\n\r\n")
+    assert status == 414 and b"application/json" in answer and "URL" in body["error"]
+
+
+def test_an_unparseable_request_has_the_json_error_body(server):
+    status, body, _ = raw_exchange(server.url, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+    assert status == 400 and "not a valid HTTP/1.1 request" in body["error"]
+
+
+def test_a_slow_client_is_cut_off_and_an_idle_one_closed(tmp_path):
+    server = Server(tmp_path, "--model", "mnist-mlp", "--request-timeout", "0.5", "--idle-timeout", "0.5")
+    try:
+        started = time.monotonic()
+        status, body, _ = raw_exchange(server.url, b"GET /healthz HTTP/1.1\r\n", b"Host: 127", b".0.0.1\r\n", pause=0.3)
+        assert status == 408 and "0.5 s" in body["error"] and time.monotonic() - started < 5
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            time.sleep(1.5)  # the answer came at once; then nothing for longer than --idle-timeout
+            answer = b""
+            while chunk := idle.recv(65536):  # the server has closed: recv ends instead of timing out
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+    finally:
+        assert server.stop() == 0
+
+
+def test_only_this_servers_names_are_answered(tmp_path):
+    server = Server(tmp_path, "--model", "mnist-mlp", "--allowed-hosts", "gen.example")
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        with server.client() as client:
+            for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+                refused = client.get("/v1/models", headers={"Host": host})
+                assert refused.status_code == 400 and "--allowed-hosts" in refused.json()["error"], host
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "gen.example"):
+                assert client.get("/v1/models", headers={"Host": host}).status_code == 200, host
+    finally:
+        assert server.stop() == 0
+
+
+# ---- HTTP manners ------------------------------------------------------------------------------------
+
+def test_errors_speak_http_not_cli_flags(server):
+    with server.client() as client:
+        error = client.get("/v1/models/mnist-mlp/images/0.png?class=3").json()["error"]
+        assert "class=3" in error and "--class" not in error and "drop the class parameter" in error
+        error = client.post(IMAGE, json={"n": 2, "class": "cat"}).json()["error"]
+        assert "class=cat" in error and "--class" not in error
+
+
+def test_head_answers_image_and_health_routes_without_a_body(server):
+    with server.client() as client:
+        got = client.get("/v1/models/mnist-mlp/images/7.png?seed=3")
+        head = client.head("/v1/models/mnist-mlp/images/7.png?seed=3")
+        assert head.status_code == 200 and head.content == b""
+        assert {k: head.headers[k] for k in ("content-type", "etag", "content-length")} == \
+            {k: got.headers[k] for k in ("content-type", "etag", "content-length")}
+        for path in ("/healthz", "/readyz"):
+            answer = client.head(path)
+            assert answer.status_code == 200 and answer.content == b"", path
+
+
+def test_if_none_match_is_a_list_of_etags_not_a_substring(server):
+    url = "/v1/models/mnist-mlp/images/3.png?seed=4"
+    with server.client() as client:
+        etag = client.get(url).headers["etag"]
+        assert client.get(url, headers={"If-None-Match": f'"other", {etag}'}).status_code == 304
+        assert client.get(url, headers={"If-None-Match": etag.removeprefix("W/")}).status_code == 304  # weak match
+        assert client.get(url, headers={"If-None-Match": "*"}).status_code == 304
+        assert client.get(url, headers={"If-None-Match": f"x{etag}x"}).status_code == 200  # contains it, is not it
+
+
+@pytest.mark.parametrize("path", ["images/042.png", "images/+42.png", "images/4_2.png", "images/%2042.png",
+                                  "images/42.png?seed=07", "images/42.png?seed=+7", "images/42.png?seed=7_0"])
+def test_indices_and_seeds_are_plain_decimal_only(server, path):
+    with server.client() as client:
+        answer = client.get(f"/v1/models/mnist-mlp/{path}")
+    assert answer.status_code == 400 and "plain decimal" in answer.json()["error"]
+
+
+# ---- the batching worker -------------------------------------------------------------------------------
+
+def test_a_lone_request_is_not_held_for_the_delay(tmp_path):
+    server = Server(tmp_path, "--model", "mnist-mlp", "--max-delay-ms", "1000")
+    try:
+        with server.client() as client:
+            client.get("/v1/models/mnist-mlp/images/0.png")  # warm-up
+            took = []
+            for index in range(1, 4):
+                started = time.monotonic()
+                assert client.get(f"/v1/models/mnist-mlp/images/{index}.png").status_code == 200
+                took.append(time.monotonic() - started)
+        assert max(took) < 0.5, took  # the delay is 1 s: no request waited it out
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_stopped_batching_worker_fails_health_and_requests_at_once(monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from gancli.runtime.serve.app import create_app
+    from gancli.runtime.serve.batcher import Batcher
+    from gancli.runtime.serve.registry import load_models
+    from gancli.runtime.serve.settings import ServeSettings
+
+    def broken(self, first):
+        raise OverflowError("timeout value is too large")  # what --max-delay-ms inf once did to it
+
+    monkeypatch.setattr(Batcher, "_collect", broken)
+    app_ = create_app(load_models(["mnist-mlp"], "cpu"), ServeSettings())
+    with TestClient(app_, base_url="http://localhost") as client:
+        assert client.get("/healthz").status_code == 200
+        first = client.get("/v1/models/mnist-mlp/images/0.png")  # the request that meets the bug
+        assert first.status_code == 503 and "batching worker" in first.json()["error"]
+        started = time.monotonic()
+        assert client.get("/v1/models/mnist-mlp/images/1.png").status_code == 503
+        assert time.monotonic() - started < 1
+        health = client.get("/healthz")
+        assert health.status_code == 503 and "mnist-mlp" in health.json()["error"]
+
+
+def test_sigterm_right_after_the_announcement_exits_0(tmp_path):
+    for _ in range(3):
+        server = Server(tmp_path, "--model", "mnist-mlp")
+        server.proc.send_signal(signal.SIGTERM)  # at once, as a supervisor might
+        assert server.proc.wait(timeout=60) == 0
