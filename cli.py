@@ -462,6 +462,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address to listen on; any but loopback needs --api-key."),
     port: int = typer.Option(8000, metavar="N", help="Port to listen on (0: a free one, printed)."),
     device: str = typer.Option("auto", metavar="DEVICE", help="auto (CUDA when it really starts, else the CPU), cuda or cpu."),
+    instances: int = typer.Option(0, metavar="N", show_default="one per core on the CPU, 1 on a GPU",
+                                  help="onnxruntime sessions per model, each batching and running on its own."),
     max_batch: int = typer.Option(64, metavar="N", help="Images per onnxruntime batch, at most."),
     max_delay_ms: float = typer.Option(0.0, metavar="MS", help="How long a batch may wait for requests already on their way "
                                                                 "(0: it runs what is queued at once; at most 1000)."),
@@ -489,7 +491,8 @@ def serve(
         from gancli.runtime.serve.server import serve as run_server
         from gancli.runtime.serve.settings import ServeSettings
 
-        settings = ServeSettings(host=host, port=port, device=device, max_batch=max_batch, max_delay_ms=max_delay_ms,
+        settings = ServeSettings(host=host, port=port, device=device, instances=instances, max_batch=max_batch,
+                                 max_delay_ms=max_delay_ms,
                                  max_queue=max_queue, max_images=max_images, api_key=api_key,
                                  grace_seconds=grace_seconds, request_timeout_s=request_timeout,
                                  idle_timeout_s=idle_timeout,

@@ -1,11 +1,17 @@
 """What a user reads says what is true: the generate summary's arithmetic, the config --dry-run prints, Ctrl-C of
 train read as generate's and export's, eval's notes on real images it could not read, the way out of a missing
-Inception file, and a training that diverges stopped at its step, never shipped as a NaN generator."""
+Inception file, a training that diverges stopped at its step, never shipped as a NaN generator, and output piped
+to a file or program left unwrapped."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +93,36 @@ def test_a_diverging_training_stops_with_one_line_and_ships_no_nan_generator(tmp
                      eval_every=0, lr_g=1e30, lr_d=1e30, out_dir=str(tmp_path / "runs"), device="cpu")
     assert "\n" not in str(e.value)
     assert not list((tmp_path / "runs").glob("*/generator.safetensors"))
+
+
+def walk_summary(out: Path, terminal: bool) -> str:
+    """What `gancli interpolate` prints for a walk to `out`: piped with COLUMNS unset (rich's fallback then is 80
+    columns), or on an 80-column pseudo-terminal."""
+    command = [sys.executable, "-m", "gancli.cli", "interpolate", "--model", "mnist-mlp", "--seeds", "1,2", "--frames",
+               "2", "--device", "cpu", "--out", str(out)]
+    env = {name: value for name, value in os.environ.items() if name != "COLUMNS"}
+    if not terminal:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    reader, writer = pty.openpty()
+    # stdin too: rich takes the width of the first standard stream that is a terminal
+    subprocess.run(command, stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.DEVNULL,
+                   env={**env, "COLUMNS": "80"}, timeout=120, check=True)
+    os.close(writer)
+    printed = b""
+    with contextlib.suppress(OSError):  # a pseudo-terminal's reader ends in EIO once its writer is closed
+        while chunk := os.read(reader, 4096):
+            printed += chunk
+    os.close(reader)
+    return printed.decode().replace("\r\n", "\n")
+
+
+def test_output_is_left_unwrapped_when_piped_and_wrapped_on_a_terminal(tmp_path):
+    out = tmp_path / "a-folder-whose-name-takes-the-summary-line-past-80-columns" / "walk.gif"
+    out.parent.mkdir()
+    whole = rf"\d+ frames through seeds 1, 2 in [\d.]+ s -> {re.escape(str(out))}"
+    piped = walk_summary(out, terminal=False)
+    assert re.fullmatch(whole + "\n", piped), piped
+    on_terminal = walk_summary(out, terminal=True)
+    lines = on_terminal.splitlines()
+    assert len(lines) > 1 and max(len(line) for line in lines) <= 80, on_terminal
+    assert re.fullmatch(whole, "".join(lines)), on_terminal

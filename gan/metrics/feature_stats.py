@@ -27,6 +27,7 @@ import numpy as np
 from gancli.gan.data import cache_dir
 from gancli.gan.metrics.detectors import FeatureNetwork
 from gancli.gan.metrics.detectors.inception_tf import progress_logger
+from gancli.runtime.errors import NotARegularFile
 from gancli.runtime.files import atomic_path
 
 CACHE_SUBDIR = "feature-stats"
@@ -171,9 +172,9 @@ def feature_stats(extract: Extract, images: np.ndarray, network_id: str | None, 
     if path is not None:
         try:
             save_entry(path, key, stats)
-        except OSError as e:
+        except (OSError, NotARegularFile) as e:  # a folder or a FIFO in the entry's place only costs the reuse
             if log:
-                log(f"{what}: statistics not cached ({e.strerror or e}: {path})")
+                log(f"{what}: statistics not cached ({getattr(e, 'strerror', None) or e}: {path})")
     return stats, False
 
 

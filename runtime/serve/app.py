@@ -79,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastAPI:
     """The app serving `models`; their batchers run from its start-up to its shut-down (after the drain)."""
     metrics = Metrics(settings.max_batch)
-    batchers = {name: Batcher(name, model.session, settings.max_batch, settings.max_delay_ms / 1000,
+    batchers = {name: Batcher(name, model.sessions, settings.max_batch, settings.max_delay_ms / 1000,
                               settings.max_queue) for name, model in models.items()}
     for name, batcher in batchers.items():
         batcher.on_batch = metrics.watch_model(name, lambda b=batcher: b.waiting)

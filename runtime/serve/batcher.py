@@ -1,10 +1,11 @@
-"""Dynamic batching, as Triton's dynamic batcher does it: the worker runs whatever is queued the moment it is
+"""Dynamic batching, as Triton's dynamic batcher does it: a worker runs whatever is queued the moment it is
 free (up to `max_batch` images), so requests that arrive while a batch runs form the next one. A lone
 request never waits: with `max_delay` > 0 a batch also waits, up to that long, for requests that have
 reached the route but are not queued yet (`arrival`), and only for those.
 
-Requests come from the event loop (`await batcher.images(...)`); one worker thread per model owns the
-session (an onnxruntime session is run from one thread here), makes each request's z with
+Requests come from the event loop (`await batcher.images(...)`). Each of the model's instances (Triton's
+instance group: an onnxruntime session, run from one thread only) has a worker thread; the workers share
+the queue, so on a CPU of several cores several batches run at once. A worker makes each request's z with
 runtime/latents.py, runs the batch and hands each request its rows back on its loop. Rows do not
 depend on what they are batched with (checked for the shipped graphs on the CPU), so batching never
 changes pixels. The images waiting for a batch are bounded: past `max_queue`, `images` raises QueueFull
@@ -20,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,11 +65,10 @@ def _resolve(future: asyncio.Future, result: np.ndarray | BaseException) -> None
 
 
 class Batcher:
-    """The batching worker of one model; `on_batch(images, seconds)` is told of each batch it runs."""
+    """The batching workers of one model, one per session; `on_batch(images, seconds)` is told of each batch."""
 
-    def __init__(self, name: str, session: GeneratorSession, max_batch: int, max_delay_s: float, max_queue: int,
-                 on_batch: Callable[[int, float], None] = lambda images, seconds: None):
-        self.session = session
+    def __init__(self, name: str, sessions: Sequence[GeneratorSession], max_batch: int, max_delay_s: float,
+                 max_queue: int, on_batch: Callable[[int, float], None] = lambda images, seconds: None):
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
@@ -77,9 +77,9 @@ class Batcher:
         self._waiting = 0  # images submitted and not yet in a running batch
         self._arriving = 0  # requests that reached the route and are not queued yet
         self._down = False  # set by the worker before it fails what is queued, when it stops for an error
-        self._in_hand: list[Pending] = []  # taken from the queue by the worker and not answered yet
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name=f"gancli-batcher-{name}", daemon=True)
+        self._threads = [threading.Thread(target=self._work, args=(session,), name=f"gancli-batcher-{name}-{k}",
+                                          daemon=True) for k, session in enumerate(sessions)]
 
     @property
     def waiting(self) -> int:
@@ -87,16 +87,19 @@ class Batcher:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and not self._down
+        return all(thread.is_alive() for thread in self._threads) and not self._down
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def close(self) -> None:
-        """Run what is queued, then stop the worker."""
-        if self._thread.is_alive():
+        """Run what is queued, then stop the workers (each stops at the first stop sentinel it takes)."""
+        running = [thread for thread in self._threads if thread.is_alive()]
+        for _ in running:
             self._queue.put(None)
-            self._thread.join()
+        for thread in running:
+            thread.join()
 
     @contextlib.contextmanager
     def arrival(self) -> Iterator[Callable[[], None]]:
@@ -144,14 +147,15 @@ class Batcher:
             self._waiting += count
             return True
 
-    def _work(self) -> None:
+    def _work(self, session: GeneratorSession) -> None:
+        in_hand: list[Pending] = []  # taken from the queue by this worker and not answered yet
         try:
-            self._serve_batches()
+            self._serve_batches(session, in_hand)
         except BaseException as e:  # noqa: BLE001 (a bug here must not leave requests waiting forever)
-            log.exception("the batching worker stopped; requests are refused from now on")
+            log.exception("a batching worker stopped; requests are refused from now on")
             self._down = True
             error = WorkerDown(str(e))
-            for item in self._in_hand:
+            for item in in_hand:
                 item.loop.call_soon_threadsafe(_resolve, item.future, error)
             self._fail_queued(error)
 
@@ -164,29 +168,29 @@ class Batcher:
             if item is not None:
                 item.loop.call_soon_threadsafe(_resolve, item.future, error)
 
-    def _take(self, block: bool, timeout: float | None = None) -> Pending | None:
-        """The next queued request (None: the stop sentinel), held in hand until its batch has run;
+    def _take(self, in_hand: list[Pending], block: bool, timeout: float | None = None) -> Pending | None:
+        """The next queued request (None: the stop sentinel), held `in_hand` until its batch has run;
         queue.Empty when there is none in time."""
         item = self._queue.get(block, timeout)
         if item is not None:
-            self._in_hand.append(item)
+            in_hand.append(item)
         return item
 
-    def _serve_batches(self) -> None:
+    def _serve_batches(self, session: GeneratorSession, in_hand: list[Pending]) -> None:
         carried: Pending | None = None  # a request that did not fit the last batch: first in the next
         while True:
-            first = carried if carried is not None else self._take(block=True)
+            first = carried if carried is not None else self._take(in_hand, block=True)
             if first is None:
                 return
-            batch, carried, stop = self._collect(first)
-            self._run(batch)
-            self._in_hand = [] if carried is None else [carried]
+            batch, carried, stop = self._collect(first, in_hand)
+            self._run(session, batch)
+            in_hand[:] = [] if carried is None else [carried]
             if stop:
                 if carried is not None:
-                    self._run([carried])
+                    self._run(session, [carried])
                 return
 
-    def _collect(self, first: Pending) -> tuple[list[Pending], Pending | None, bool]:
+    def _collect(self, first: Pending, in_hand: list[Pending]) -> tuple[list[Pending], Pending | None, bool]:
         """The batch that starts with `first`: whatever is queued, up to max_batch images, and within
         max_delay what is still arriving. Returns (batch, a request that did not fit, whether the stop
         sentinel came)."""
@@ -194,13 +198,13 @@ class Batcher:
         deadline = time.monotonic() + self.max_delay_s
         while count < self.max_batch:
             try:
-                item = self._take(block=False)
+                item = self._take(in_hand, block=False)
             except queue.Empty:
                 left = deadline - time.monotonic()
                 if self._arriving == 0 or left <= 0:
                     break  # nothing more can join in time: a lone request is never held
                 try:
-                    item = self._take(block=True, timeout=min(left, ARRIVAL_POLL_SECONDS))
+                    item = self._take(in_hand, block=True, timeout=min(left, ARRIVAL_POLL_SECONDS))
                 except queue.Empty:
                     continue
             if item is None:
@@ -211,7 +215,7 @@ class Batcher:
             count += len(item.indices)
         return batch, None, False
 
-    def _run(self, batch: list[Pending]) -> None:
+    def _run(self, session: GeneratorSession, batch: list[Pending]) -> None:
         with self._lock:
             self._waiting -= sum(len(p.indices) for p in batch)
         live = [p for p in batch if not p.future.done()]  # a cancelled request (client gone) costs nothing
@@ -219,10 +223,10 @@ class Batcher:
             return
         started = time.perf_counter()
         try:
-            dim = self.session.metadata.latent_dim
+            dim = session.metadata.latent_dim
             z = np.concatenate([latents(p.seed, p.indices, dim, p.truncation) for p in live])
             labels = None if live[0].labels is None else np.concatenate([p.labels for p in live])
-            images = self.session.images(z, labels)
+            images = session.images(z, labels)
         except Exception as e:  # noqa: BLE001 (each request gets the error; the worker keeps serving)
             for p in live:
                 p.loop.call_soon_threadsafe(_resolve, p.future, e)

@@ -20,12 +20,16 @@ from gancli.runtime.writer import encode, to_encoder_order
 ImagesOf = Callable[[np.ndarray], Awaitable[np.ndarray]]  # indices -> uint8 images [n, H, W, C]
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 RGB (or grey) [H, W, C] -> the PNG `gancli generate` writes for it. All of it runs in a pool
+    thread: the channel flip on the event loop took 8 % of the loop's time at 32 clients (py-spy)."""
+    return encode(to_encoder_order(image), "png").tobytes()
+
+
 async def encode_pngs(images: np.ndarray, pool: ThreadPoolExecutor) -> list[bytes]:
     """uint8 RGB (or grey) [n, H, W, C] -> n PNGs, the bytes `gancli generate` writes for them."""
     loop = asyncio.get_running_loop()
-    ordered = to_encoder_order(images)
-    encoded = await asyncio.gather(*(loop.run_in_executor(pool, encode, image, "png") for image in ordered))
-    return [buf.tobytes() for buf in encoded]
+    return list(await asyncio.gather(*(loop.run_in_executor(pool, encode_png, image) for image in images)))
 
 
 class Sink(io.RawIOBase):

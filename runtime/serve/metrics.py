@@ -31,6 +31,7 @@ class Metrics:
                                     buckets=batch_buckets(max_batch), registry=self.registry)
         self.batch_seconds = Histogram("gancli_batch_seconds", "Time onnxruntime took per batch, by model.", ["model"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._answers: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}  # children of both, by kind
         self.queue_depth = Gauge("gancli_queue_depth", "Images waiting for a batch, by model.", ["model"],
                                  registry=self.registry)
 
@@ -46,8 +47,12 @@ class Metrics:
         return on_batch
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, method, status)
+        if key not in self._answers:  # labels() takes a lock and builds its key on every call: once per kind
+            self._answers[key] = (self.requests.labels(route, method, str(status)), self.latency.labels(route))
+        count, latency = self._answers[key]
+        count.inc()
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

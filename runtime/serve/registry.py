@@ -7,6 +7,7 @@ gets the graph generate would use there (models.cpu_default_session), so both ma
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,12 @@ class ServedModel:
     name: str
     path: Path
     sha256: str  # of the graph file: part of every image's ETag
-    session: GeneratorSession
+    sessions: tuple[GeneratorSession, ...]  # the model's instances: one batching worker runs each
+
+    @property
+    def session(self) -> GeneratorSession:
+        """The first instance: what every instance shares (metadata, device) is read from it."""
+        return self.sessions[0]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -50,10 +56,15 @@ def split_spec(spec: str) -> tuple[str, str]:
     return (path.stem if path.suffix == ".onnx" else path.name), spec
 
 
-def load_models(specs: list[str] | None, device: str) -> dict[str, ServedModel]:
-    """Every model loaded into its onnxruntime session (one intra-op thread per core), by name; a bad or a
-    repeated name (checked first) or a model that cannot be found or loaded is one GenerateError, before
-    anything listens."""
+def load_models(specs: list[str] | None, device: str, instances: int = 0) -> dict[str, ServedModel]:
+    """Every model loaded, by name, into `instances` onnxruntime sessions (0: one per core on the CPU, each
+    with one thread; one on a GPU); a bad or a repeated name (checked first) or a model that cannot be found
+    or loaded is one GenerateError, before anything listens.
+
+    On the CPU, one single-threaded session per core runs more images per second than one session with a
+    thread per core (0.86 against 1.2 ms of CPU per cats-dcgan image, benchmarks/bench_serve.py), as
+    `gancli generate` runs one process per core: a thread of an intra-op pool waits for the others after
+    every layer, and on a shared CPU for the slowest."""
     named: dict[str, str] = {}
     for spec in specs or shipped_generators():
         name, model = split_spec(spec)
@@ -67,7 +78,8 @@ def load_models(specs: list[str] | None, device: str) -> dict[str, ServedModel]:
     served = {}
     for name, model in named.items():
         path = resolve_model(model)
-        path, session = cpu_default_session(model, path, GeneratorSession(path, device=device, threads=0), None,
-                                            threads=0)
-        served[name] = ServedModel(name, path, sha256_file(path), session)
+        path, first = cpu_default_session(model, path, GeneratorSession(path, device=device, threads=1), None, threads=1)
+        count = instances or ((os.cpu_count() or 1) if first.device == "cpu" else 1)
+        sessions = (first, *(GeneratorSession(path, device=first.device, threads=1) for _ in range(count - 1)))
+        served[name] = ServedModel(name, path, sha256_file(path), sessions)
     return served

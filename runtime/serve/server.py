@@ -57,8 +57,10 @@ def bind(host: str, port: int) -> socket.socket:
 def describe(models: dict[str, ServedModel], settings: ServeSettings, sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     devices = sorted({model.session.device for model in models.values()})
+    instances = sorted({len(model.sessions) for model in models.values()})
     return (f"serving {', '.join(models)} on http://{f'[{host}]' if ':' in host else host}:{port} "
-            f"({'/'.join(devices)}; batches of up to {settings.max_batch} images"
+            f"({'/'.join(devices)}, {'/'.join(map(str, instances))} instance{'s' if instances[-1] > 1 else ''} a model; "
+            f"batches of up to {settings.max_batch} images"
             f"{f', waiting up to {settings.max_delay_ms:g} ms for requests on their way' if settings.max_delay_ms else ''}): "
             f"the gallery at /, the API at /docs")
 
@@ -68,7 +70,7 @@ def serve(models: list[str] | None, settings: ServeSettings, on_ready: Callable[
     stopped; `on_ready(line)` is told where, once the socket listens. Bad settings, a model that cannot be
     loaded or a taken port raise one GenerateError before anything is served."""
     settings.check()
-    served = load_models(models, settings.device)
+    served = load_models(models, settings.device, settings.instances)
     sock = bind(settings.host, settings.port)
     config = uvicorn.Config(create_app(served, settings), log_level="warning", access_log=False, lifespan="on",
                             http=bounded_protocol(settings), timeout_keep_alive=settings.idle_timeout_s,

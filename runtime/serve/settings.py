@@ -25,6 +25,7 @@ BOUNDS = {  # field -> its bounds; `most` keeps memory, waits and shutdowns fini
     "port": Bound("--port", 0, 65535),
     "max_batch": Bound("--max-batch", 1, 4096),
     "max_delay_ms": Bound("--max-delay-ms", 0, 1000),
+    "instances": Bound("--instances", 0, 256),
     "max_queue": Bound("--max-queue", 1, 1 << 20),
     "max_images": Bound("--max-images", 1, 1 << 16),
     "request_timeout_s": Bound("--request-timeout", 0.1, 600),
@@ -38,6 +39,7 @@ class ServeSettings:
     host: str = "127.0.0.1"  # loopback: any other address needs an API key
     port: int = 8000  # 0: a free port, printed at start
     device: str = "auto"
+    instances: int = 0  # onnxruntime sessions per model, each run by a batching worker; 0: one per core on the CPU, 1 on a GPU
     max_batch: int = 64  # images per onnxruntime batch, at most (Triton's max_batch_size)
     # how long a batch may wait for requests that have arrived but are not queued yet; 0 (Triton's default):
     # the worker runs what is queued the moment it is free, and requests queue while a batch runs

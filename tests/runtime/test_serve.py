@@ -457,7 +457,7 @@ def test_a_stopped_batching_worker_fails_health_and_requests_at_once(monkeypatch
     from gancli.runtime.serve.registry import load_models
     from gancli.runtime.serve.settings import ServeSettings
 
-    def broken(self, first):
+    def broken(self, first, in_hand):
         raise OverflowError("timeout value is too large")  # what --max-delay-ms inf once did to it
 
     monkeypatch.setattr(Batcher, "_collect", broken)
