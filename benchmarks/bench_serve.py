@@ -95,6 +95,11 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # what the clients themselves took of the machine's CPU
+
+    @property
+    def client_ms_per_request(self) -> float:
+        return 1000 * self.client_cpu_seconds / max(1, len(self.latencies) + len(self.errors))
 
     def measured(self) -> Measured:
         took = np.array(self.latencies) * 1000
@@ -104,11 +109,12 @@ class Tally:
 
 async def load(host: str, port: int, path: str, clients: int, seconds: float, tally: Tally) -> None:
     """`clients` keep-alive clients asking for `path` (its {index} differs per request) for `seconds`."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     measure_from, until = start + WARM_UP_SECONDS, start + WARM_UP_SECONDS + seconds
     await asyncio.gather(*(client(host, port, path, next(INDICES), clients, until, measure_from, tally.latencies,
                                   tally.errors) for _ in range(clients)))
     tally.seconds += seconds
+    tally.client_cpu_seconds += (time.process_time() - cpu) * seconds / (time.perf_counter() - start)
 
 
 def batch_totals(host: str, port: int, model: str) -> tuple[float, float]:
@@ -153,6 +159,8 @@ def measure_servers(model: str, servers: dict[str, list[str]], seconds: float, r
             for label in servers:
                 results[label][clients] = tallies[label].measured()
                 report(f"{label} (images)", clients, results[label][clients])
+            print(f"{'':<40} {clients:>3} clients: the clients took {tallies[first].client_ms_per_request:.2f} ms "
+                  f"of CPU per request (this process, on the same cores)", flush=True)
             _, host, port = running[first]
             health_tally = Tally()
             asyncio.run(load(host, port, "/healthz?i={index}", clients, seconds / rounds, health_tally))
