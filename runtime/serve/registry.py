@@ -62,8 +62,8 @@ def load_models(specs: list[str] | None, device: str, instances: int = 0) -> dic
     or loaded is one GenerateError, before anything listens.
 
     On the CPU, one single-threaded session per core runs more images per second than one session with a
-    thread per core (0.86 against 1.2 ms of CPU per cats-dcgan image, benchmarks/bench_serve.py), as
-    `gancli generate` runs one process per core: a thread of an intra-op pool waits for the others after
+    thread per core (1.04 against 1.68 ms of CPU per cats-dcgan image at batch 7, benchmarks/bench_serve.py),
+    as `gancli generate` runs one process per core: a thread of an intra-op pool waits for the others after
     every layer, and on a shared CPU for the slowest."""
     named: dict[str, str] = {}
     for spec in specs or shipped_generators():
