@@ -44,7 +44,7 @@ class ServedModel:
         meta = self.session.metadata
         return {"name": self.name, "image_shape": list(self.image_shape), "classes": list(meta.class_names),
                 "latent_dim": meta.latent_dim, "precision": meta.precision, "arch": meta.arch,
-                "dataset": meta.dataset, "device": self.session.device}
+                "dataset": meta.dataset, "device": self.session.device, "instances": len(self.sessions)}
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -124,7 +124,7 @@ def test_models_health_readiness_and_the_schema(server):
         models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
         assert models["cats-dcgan"] | {"device": "cpu"} == {
             "name": "cats-dcgan", "image_shape": [64, 64, 3], "classes": [], "latent_dim": 100, "precision": "int8",
-            "arch": "dcgan", "dataset": "cats", "device": "cpu"}
+            "arch": "dcgan", "dataset": "cats", "device": "cpu", "instances": os.cpu_count()}
         assert models["mnist-cdcgan"]["classes"] == [str(d) for d in range(10)]
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json() == {"ready": True, "models": ["mnist-mlp", "mnist-cdcgan", "cats-dcgan"]}
@@ -251,6 +251,7 @@ def test_an_api_key_guards_v1_only(tmp_path):
     (["--idle-timeout", "inf"], "--idle-timeout must be between 0.1 and 3600"),
     (["--max-images", "100000000"], "--max-images must be between 1 and 65536"),
     (["--allowed-hosts", "a b"], "--allowed-hosts 'a b' is not a host name"),
+    (["--instances", "1000"], "--instances must be between 0 and 256, not 1000"),
     (["--device", "tpu"], "unknown device 'tpu'"),
 ])
 def test_bad_settings_are_one_error_line_before_anything_listens(args, message):
@@ -478,3 +479,18 @@ def test_sigterm_right_after_the_announcement_exits_0(tmp_path):
         server = Server(tmp_path, "--model", "mnist-mlp")
         server.proc.send_signal(signal.SIGTERM)  # at once, as a supervisor might
         assert server.proc.wait(timeout=60) == 0
+
+
+def test_every_instance_of_a_model_makes_the_same_pixels(tmp_path):
+    server = Server(tmp_path, "--model", "mnist-cdcgan", "--instances", "3")
+    try:
+        paths = [f"/v1/models/mnist-cdcgan/images/{i % 8}.png?seed=6" for i in range(96)]
+        responses = asyncio.run(get_all(server.url, paths))  # concurrent: batches run on several instances
+        with server.client() as client:
+            assert client.get("/v1/models").json()["models"][0]["instances"] == 3
+    finally:
+        assert server.stop() == 0
+    files = generated(tmp_path / "generated", "-n", "8", "--model", "mnist-cdcgan", "--seed", "6")
+    for path, response in zip(paths, responses):
+        assert response.status_code == 200
+        np.testing.assert_array_equal(png_pixels(response.content), files[int(path.split("/")[-1].split(".")[0])])
