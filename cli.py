@@ -462,8 +462,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address to listen on; any but loopback needs --api-key."),
     port: int = typer.Option(8000, metavar="N", help="Port to listen on (0: a free one, printed)."),
     device: str = typer.Option("auto", metavar="DEVICE", help="auto (CUDA when it really starts, else the CPU), cuda or cpu."),
-    instances: int = typer.Option(0, metavar="N", show_default="one per core on the CPU, 1 on a GPU",
-                                  help="onnxruntime sessions per model, each batching and running on its own."),
+    instances: int = typer.Option(0, metavar="N", show_default="a core each on the CPU", help="onnxruntime sessions per model."),
     max_batch: int = typer.Option(64, metavar="N", help="Images per onnxruntime batch, at most."),
     max_delay_ms: float = typer.Option(0.0, metavar="MS", help="How long a batch may wait for requests already on their way "
                                                                 "(0: it runs what is queued at once; at most 1000)."),
@@ -472,8 +471,7 @@ def serve(
     api_key: Optional[str] = typer.Option(None, metavar="KEY", envvar="GANCLI_API_KEY", show_default=False,
                                           help="Answer /v1 requests only with `Authorization: Bearer KEY`."),
     grace_seconds: float = typer.Option(25.0, metavar="S", help="On SIGTERM, time for the requests in flight."),
-    allowed_hosts: Optional[str] = typer.Option(None, metavar="NAME,...", show_default="loopback names and --host",
-                                                help="Host header names to answer besides loopback and --host (* for any)."),
+    allowed_hosts: str = typer.Option("", metavar="NAME,...", help="Host names answered besides loopback and --host (* for any)."),
     request_timeout: float = typer.Option(10.0, metavar="S", help="A request must arrive whole within this."),
     idle_timeout: float = typer.Option(5.0, metavar="S", help="A keep-alive connection with no request is closed after this."),
 ) -> None:
@@ -481,22 +479,19 @@ def serve(
 
     `GET /v1/models/NAME/images/I.png?seed=S` is the same pixels as image I of `gancli generate --seed
     S` (with `class` and `truncation` as there), so it is cached as immutable. `POST
-    /v1/models/NAME/images` streams a zip of PNGs or an npz. Concurrent requests are batched: the
-    worker runs what is queued (up to `--max-batch` images) the moment it is free, so a lone request
-    never waits; a full queue answers 503. The gallery is at /, the
-    API at /docs, health at /healthz and /readyz, Prometheus metrics at /metrics. SIGTERM stops
-    accepting, finishes the requests in flight and exits 0. Without torch.
+    /v1/models/NAME/images` streams a zip of PNGs or an npz. Concurrent requests are batched: a worker
+    runs what is queued (up to `--max-batch` images) the moment it is free, so a lone request never
+    waits; a full queue answers 503. The gallery is at /, the API at /docs, health at /healthz and
+    /readyz, Prometheus metrics at /metrics. SIGTERM drains and exits 0. Without torch.
     """
     with terminal_edge(on_interrupt="stopped"):
         from gancli.runtime.serve.server import serve as run_server
         from gancli.runtime.serve.settings import ServeSettings
 
         settings = ServeSettings(host=host, port=port, device=device, instances=instances, max_batch=max_batch,
-                                 max_delay_ms=max_delay_ms,
-                                 max_queue=max_queue, max_images=max_images, api_key=api_key,
-                                 grace_seconds=grace_seconds, request_timeout_s=request_timeout,
-                                 idle_timeout_s=idle_timeout,
-                                 allowed_hosts=tuple(h.strip() for h in (allowed_hosts or "").split(",") if h.strip()))
+                                 max_delay_ms=max_delay_ms, max_queue=max_queue, max_images=max_images, api_key=api_key,
+                                 grace_seconds=grace_seconds, request_timeout=request_timeout,
+                                 idle_timeout=idle_timeout, allowed_hosts=allowed_hosts)
         run_server(model, settings, on_ready=lambda line: console.print(line, highlight=False, soft_wrap=True))
 
 
@@ -554,62 +549,12 @@ def evaluate(
                 console.print(line, highlight=False)
             console.print(f"plot written to {plot}", highlight=False)
         else:
-            print_eval(gancli.evaluate(model, dataset, n, truncation=truncation, **options))
+            from gancli.gan.metrics.report import eval_report
+
+            for part in eval_report(gancli.evaluate(model, dataset, n, truncation=truncation, **options)):
+                console.print(part, highlight=False)
         if out is not None:
             console.print(f"results written to {out}", highlight=False)
-
-
-def print_eval(result) -> None:
-    """An EvalResult as a table: each score beside its floor and ceiling, with the n of each."""
-    from rich.table import Table
-
-    table = Table(title=f"{result.counts['generated']:,} generated vs {result.real_data}")
-    for column in ("metric", "feature network", "generated", "floor: real test", "ceiling: untrained G"):
-        table.add_column(column, justify="right" if column[0] in "gfc" else "left")
-    for score in result.scores:
-        cells = [f"{v.value:.4g}" + (f" ± {v.std:.2g}" if v.std is not None else "") + (f" (n={v.n:,})" if v.n else "")
-                 for v in (score.generated, score.real_test, score.untrained_generator)]
-        network = score.feature_network + (f" (ref. n={score.reference_n:,})" if score.reference_n else "")
-        table.add_row(score.metric, network, *cells)
-    if result.scores:
-        console.print(table)
-    if result.class_shares is not None:
-        shares = "  ".join(f"{d}:{s:.1%}" for d, s in enumerate(result.class_shares["generated"]))
-        console.print(f"digit shares: {shares}", highlight=False)
-    if result.conditional:
-        print_conditional(result.conditional)
-    memo = result.memorisation
-    console.print(f"memorisation: {memo['num_flagged']} near-copies of training images among {memo['num_checked']} "
-                  f"generated (nearest-training-image distance / typical: median {memo['median_ratio']:.2f}, "
-                  f"min {memo['min_ratio']:.2f}; real images: min {memo['real']['min_ratio']:.2f}; "
-                  f"flagged below {memo['threshold_ratio']})", highlight=False)
-    for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-
-
-def number(value: float | None, spec: str) -> str:
-    """A score, or a dash where there was too little to compute it."""
-    return "-" if value is None else format(value, spec)
-
-
-def print_conditional(scores: dict) -> None:
-    """A conditional MNIST model's scores (gan/metrics/conditional.py) beside their real-data references."""
-    from rich.table import Table
-
-    accuracy, fcd, cas = scores["label_accuracy"], scores["fcd_per_class"], scores["cas"]
-    table = Table(title=f"class-conditional: {sum(scores['images_per_class']):,} images of {len(scores['class_names'])} "
-                        f"classes, judged by the {scores['feature_network']}")
-    for column in ("metric", "generated", "reference"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    table.add_row("label accuracy", f"{accuracy['generated']:.2%}", f"{accuracy['real_test']:.2%} (real test)")
-    table.add_row("FCD per class, mean", number(fcd["generated"]["mean"], ".4g"),
-                  f"{number(fcd['real_test']['mean'], '.4g')} (real test)")
-    table.add_row(f"CAS ({cas['train_images']:,} images, {cas['epochs']} epochs)", f"{cas['generated']:.2%}",
-                  f"{cas['real_train']:.2%} (trained on real)")
-    console.print(table)
-    rows = zip(scores["class_names"], accuracy["per_class"]["generated"], fcd["generated"]["per_class"])
-    per_class = "  ".join(f"{name}: {number(acc, '.1%')} / {number(dist, '.3g')}" for name, acc, dist in rows)
-    console.print(f"per class (label accuracy / FCD): {per_class}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def bounded_protocol(settings: ServeSettings) -> type[HttpToolsProtocol]:
 
     class Bounded(BoundedHttpToolsProtocol):
         max_head_bytes = settings.max_head_bytes
-        request_timeout_s = settings.request_timeout_s
+        request_timeout = settings.request_timeout
 
     return Bounded
 
@@ -32,7 +32,7 @@ class HeadTooLarge(Exception):
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes: int
-    request_timeout_s: float
+    request_timeout: float
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -82,7 +82,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_request_timer(self) -> None:
         if self._request_timer is None:
-            self._request_timer = self.loop.call_later(self.request_timeout_s, self._request_timed_out)
+            self._request_timer = self.loop.call_later(self.request_timeout, self._request_timed_out)
 
     def _disarm_request_timer(self) -> None:
         if self._request_timer is not None:
@@ -98,7 +98,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._refuse(HTTPStatus.REQUEST_TIMEOUT,
-                     f"the request did not arrive within this server's {self.request_timeout_s:g} s; send it whole")
+                     f"the request did not arrive within this server's {self.request_timeout:g} s; send it whole")
 
     def _refuse(self, status: HTTPStatus, message: str) -> None:
         """Answer `status` with {"error": message} and close the connection: what follows cannot be parsed."""

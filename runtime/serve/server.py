@@ -73,7 +73,7 @@ def serve(models: list[str] | None, settings: ServeSettings, on_ready: Callable[
     served = load_models(models, settings.device, settings.instances)
     sock = bind(settings.host, settings.port)
     config = uvicorn.Config(create_app(served, settings), log_level="warning", access_log=False, lifespan="on",
-                            http=bounded_protocol(settings), timeout_keep_alive=settings.idle_timeout_s,
+                            http=bounded_protocol(settings), timeout_keep_alive=settings.idle_timeout,
                             timeout_graceful_shutdown=settings.grace_seconds, server_header=False)
     server = DrainingServer(config)
     # a stop signal from the moment the address is announced (a supervisor may send one at once) drains the

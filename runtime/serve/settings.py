@@ -28,8 +28,8 @@ BOUNDS = {  # field -> its bounds; `most` keeps memory, waits and shutdowns fini
     "instances": Bound("--instances", 0, 256),
     "max_queue": Bound("--max-queue", 1, 1 << 20),
     "max_images": Bound("--max-images", 1, 1 << 16),
-    "request_timeout_s": Bound("--request-timeout", 0.1, 600),
-    "idle_timeout_s": Bound("--idle-timeout", 0.1, 3600),
+    "request_timeout": Bound("--request-timeout", 0.1, 600),
+    "idle_timeout": Bound("--idle-timeout", 0.1, 3600),
     "grace_seconds": Bound("--grace-seconds", 0, 3600),
 }
 
@@ -48,9 +48,9 @@ class ServeSettings:
     max_images: int = 1024  # n of one POST, at most
     max_body_bytes: int = 64 << 10  # a POST body, at most: the JSON of a request is a few hundred bytes
     max_head_bytes: int = 16 << 10  # request line and headers, at most (h11's default): past it, 431 (414 for the URL)
-    request_timeout_s: float = 10.0  # a request (line, headers, body) must arrive within this of its first byte
-    idle_timeout_s: float = 5.0  # a keep-alive connection with no request is closed after this (uvicorn's default)
-    allowed_hosts: tuple[str, ...] = ()  # Host header values answered, beyond loopback names and the bound host
+    request_timeout: float = 10.0  # a request (line, headers, body) must arrive within this of its first byte
+    idle_timeout: float = 5.0  # a keep-alive connection with no request is closed after this (uvicorn's default)
+    allowed_hosts: str = ""  # Host names answered beyond loopback names and the bound host, comma-separated
     api_key: str | None = None  # when set, every /v1 request must carry it
     grace_seconds: float = 25.0  # SIGTERM: how long requests in flight may take to finish (Kubernetes waits 30)
 
@@ -64,16 +64,21 @@ class ServeSettings:
             value = getattr(self, field)
             if not (math.isfinite(value) and bound.least <= value <= bound.most):
                 raise GenerateError(f"{bound.flag} must be between {bound.least:g} and {bound.most:g}, not {value}")
-        for name in self.allowed_hosts:
-            if not name or any(c in name for c in "/ ,@"):
+        for name in self.extra_hosts:
+            if any(c in name for c in "/ @"):
                 raise GenerateError(f"--allowed-hosts {name!r} is not a host name; give names such as "
                                     f"example.com or 10.0.0.5 (or * for any)")
+
+    @property
+    def extra_hosts(self) -> list[str]:
+        """--allowed-hosts as names: "a.example, b.example" -> ["a.example", "b.example"]."""
+        return [name.strip() for name in self.allowed_hosts.split(",") if name.strip()]
 
     def answered_hosts(self) -> frozenset[str] | None:
         """The Host names (without port) the server answers; None: any (a wildcard bind without
         --allowed-hosts, where the API key guards the server, or --allowed-hosts '*'). Refusing other names
         keeps a keyless loopback server from being reached through DNS rebinding."""
-        if "*" in self.allowed_hosts or (self.host in WILDCARD_HOSTS and not self.allowed_hosts):
+        if "*" in self.extra_hosts or (self.host in WILDCARD_HOSTS and not self.extra_hosts):
             return None
-        names = {*LOOPBACK_HOSTS, self.host, *self.allowed_hosts} - set(WILDCARD_HOSTS)
+        names = {*LOOPBACK_HOSTS, self.host, *self.extra_hosts} - set(WILDCARD_HOSTS)
         return frozenset(name.lower() for name in names)
