@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -168,13 +168,13 @@ def create_app(models: dict[str, ServedModel], settings: ServeSettings) -> FastA
             labels = labels_for(model, body.classes, np.arange(body.start, body.start + body.n))
             chunks = index_chunks(body.start, body.n, settings.max_batch)
 
-            async def images_of(indices: np.ndarray, wait_for_room: bool = True) -> np.ndarray:
+            async def images_of(indices: np.ndarray, wait_for_room: bool = True,
+                                queued: Callable[[], None] = lambda: None) -> np.ndarray:
                 rows = None if labels is None else labels[indices - body.start]
-                return await batcher.images(body.seed, indices, rows, body.truncation, wait_for_room)
+                return await batcher.images(body.seed, indices, rows, body.truncation, wait_for_room, queued)
 
-            first_rows = None if labels is None else labels[chunks[0] - body.start]
             # a full queue is still a 503 here, before the answer starts
-            first = await batcher.images(body.seed, chunks[0], first_rows, body.truncation, queued=queued)
+            first = await images_of(chunks[0], wait_for_room=False, queued=queued)
         filename = f"{name}-seed{body.seed}-{body.start}-{body.start + body.n - 1}.{body.format}"
         headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
         if body.format == "npz":
