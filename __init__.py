@@ -182,7 +182,8 @@ def train_config(dataset=None, *, recipe=None, resume=None, **options):
     dataset: "mnist" (default), "cats" or a folder; recipe: "classic", "sngan" or "sngan-diffaugment" (default:
     the data set's); options: any TrainConfig field (e.g. n_epochs=5, width=32), None meaning "the preset's";
     init_from: start from a model's G, EMA G and D (a shipped name, a run folder or a model folder) with fresh
-    optimizers and its architecture, and freeze_d: with it, keep D's first N layers fixed.
+    optimizers and its architecture (a larger width grows a DCGAN from its weights), and freeze_d: with it, keep D's
+    first N layers fixed.
     With resume (a run folder), the run's own config, where only n_epochs, device and threads may change.
     """
     _require_training_extra("train")

@@ -121,8 +121,9 @@ class TrainConfig:
     out_dir: str = field(default="runs", metadata=option("Parent folder of the numbered run folders.", RUN, "DIR"))
     init_from: str | None = field(default=None, metadata=option(
         "Start from this model's G, EMA G and D (a shipped name, or a run or model folder as a path: ./NAME) with "
-        "fresh optimizers: continue training, or fine-tune on another folder. Its architecture is used; an image "
-        "size or channels other than the data set's need --img-size and --channels.", RUN, "MODEL",
+        "fresh optimizers: continue training, or fine-tune on another folder. Its architecture is used, but a "
+        "larger --width grows a dcgan model's G and D from its weights; an image size or channels other than the "
+        "data set's need --img-size and --channels.", RUN, "MODEL",
         "random weights"))
     freeze_d: int = field(default=0, metadata=option(
         "With --init-from: keep D's first N weight layers fixed (FreezeD, Mo et al., 2020), for a few hundred "
@@ -226,7 +227,7 @@ def resolve_config(dataset: str, recipe: str | None = None, **overrides: Any) ->
         from gancli.gan.training.init_from import architecture_from_source, lineage
 
         overrides = {**architecture_from_source(overrides["init_from"], overrides, dataset),
-                     "lineage": lineage(overrides["init_from"])}
+                     "lineage": lineage(overrides["init_from"], overrides.get("width"))}
     preset = preset_of(dataset)
     recipe = recipe or preset["recipe"]
     if recipe not in RECIPES:

@@ -6,8 +6,9 @@ MODEL is a shipped model's name, a run folder (its checkpoint's G, EMA G and D) 
 + generator.safetensors (the EMA generator), config.json (what built it), discriminator.safetensors (D) and,
 in a training state, generator-train.safetensors (G itself; without it G starts as the EMA generator). The
 architecture comes from the model: options that shape the networks and were not given are taken from its
-config.json, and one given with another value is one ConfigError line naming it. The run records where it
-started and the images its weights had seen (`lineage`, in config.json and generator.json).
+config.json, and one given with another value is one ConfigError line naming it, but for a larger --width, which
+grows a DCGAN's G and D from the model's weights (widen.py). The run records where it started and the images its
+weights had seen (`lineage`, in config.json and generator.json).
 """
 from __future__ import annotations
 
@@ -61,12 +62,19 @@ def architecture_from_source(model: str | Path, options: dict[str, Any], dataset
     folder = resolve_source(model)
     theirs = source_options(folder)
     differ = [f"--{name.replace('_', '-')} {options[name]} here, {theirs[name]} in the model"
-              for name in ARCHITECTURE if options.get(name) is not None and options[name] != theirs[name]]
+              + (" (a model grows wider, never narrower)" if name == "width" and theirs["arch"] == "dcgan" else "")
+              for name in ARCHITECTURE if options.get(name) is not None and options[name] != theirs[name]
+              and not (name == "width" and grows(theirs, options[name]))]
     if differ:
         raise ConfigError(f"--init-from {model} has another architecture: {'; '.join(differ)}; drop those flags "
                           f"(the model's own are used) or start without --init-from")
     check_image_format(model, theirs, options, dataset)
     return {**options, **{name: value for name, value in theirs.items() if options.get(name) is None}}
+
+
+def grows(theirs: dict[str, Any], width: int) -> bool:
+    """Whether a model of options `theirs` can be grown to `width` (widen.py): a DCGAN, to more channels."""
+    return theirs["arch"] == "dcgan" and width > theirs["width"]
 
 
 def image_format(options: dict[str, Any]) -> str:
@@ -87,17 +95,19 @@ def check_image_format(model: str | Path, theirs: dict[str, Any], options: dict[
                           f"model of {image_format(preset)}")
 
 
-def lineage(model: str | Path) -> dict[str, Any]:
+def lineage(model: str | Path, width: int | None = None) -> dict[str, Any]:
     """What a run started from: the model (an absolute path by its last part only, so that shipped files name no
-    folder of this machine), its generator's weights hash and the images its weights had seen (None when its files
-    do not say)."""
+    folder of this machine), its generator's weights hash, the images its weights had seen (None when its files
+    do not say) and, when the run grows it to `width`, the model's width (`grown_from_width`)."""
     from gancli.gan.training.config import without_machine
 
     folder = resolve_source(model)
     spec = json.loads((folder / SPEC_NAME).read_text())
     earlier = spec.get("lineage") or {}
+    grown = {"grown_from_width": spec["width"]} if width is not None and width != spec["width"] else {}
     return {"init_from": without_machine(str(model)), "weights_sha256": spec.get("weights_sha256"),
-            "images_seen_before": earlier.get("images_seen"), "train_hours_before": earlier.get("train_hours", 0)}
+            "images_seen_before": earlier.get("images_seen"), "train_hours_before": earlier.get("train_hours", 0),
+            **grown}
 
 
 def source_weights(model: str | Path) -> tuple[dict, dict, dict | None]:
@@ -126,6 +136,14 @@ def read_weights(path: Path) -> dict:
 def start_from(trainer: Any, model: str | Path, freeze_d: int, say) -> None:
     """Load `model`'s weights into a fresh Trainer (its optimizers stay fresh) and freeze D's first layers."""
     G, ema, D = source_weights(model)
+    width = source_options(resolve_source(model))["width"]
+    if trainer.cfg.width != width:
+        from gancli.gan.training.widen import grow_state
+
+        # one seeded draw each for G and its EMA: both gain the same new channels
+        G, ema = (grow_state(state, trainer.G, trainer.cfg.seed) for state in (G, ema))
+        D = grow_state(D, trainer.D, trainer.cfg.seed + 1) if D is not None else None
+        say(f"--width {trainer.cfg.width}: G and D grown from the model's width {width}; they compute what its did")
     try:
         trainer.G.load_state_dict(G)
         trainer.ema.module.load_state_dict(ema)

@@ -50,7 +50,7 @@ def test_a_run_continues_from_the_saved_state_with_its_weights_and_lineage(first
 
 
 @pytest.mark.parametrize("flags, says", [
-    (["--width", "16"], "--width 16 here, 8 in the model"),
+    (["--width", "4"], "--width 4 here, 8 in the model (a model grows wider, never narrower)"),
     (["--arch", "mlp"], "--arch mlp here, dcgan in the model"),
     (["--g-depth", "1"], "--g-depth 1 here, 2 in the model"),
 ])
