@@ -53,8 +53,9 @@ def grown_layer(layer: nn.Module, old: dict[str, torch.Tensor], new: dict[str, t
                 for key in new}
     out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # the axis of output channels in the weight
     if parametrize.is_parametrized(layer, "weight"):
-        return grown_spectral_normed(old, new, out_axis, generator)
-    grown = {"weight": grown_weight(old["weight"], new["weight"].shape, out_axis, generator)}
+        grown = grown_spectral_normed(old, new, out_axis, generator)
+    else:
+        grown = {"weight": grown_weight(old["weight"], new["weight"].shape, out_axis, generator)}
     if "bias" in new:
         grown["bias"] = padded(old["bias"], new["bias"].shape, 0.0)
     return grown

@@ -16,15 +16,16 @@ from gancli.gan.training.config import resolve_config
 from gancli.gan.training.widen import grow_state
 
 
-def trained_like(dataset: str, width: int, **options) -> tuple[torch.nn.Module, torch.nn.Module]:
+def trained_like(dataset: str, width: int, classes: int = 0, **options) -> tuple[torch.nn.Module, torch.nn.Module]:
     """G and D of `width` whose batch-norm statistics and spectral-norm vectors have moved from their start."""
     torch.manual_seed(0)
-    G, D = build_models(resolve_config(dataset, width=width, threads=1, **options), options.get("num_classes", 0))
+    G, D = build_models(resolve_config(dataset, width=width, threads=1, **options), classes)
+    labels = torch.arange(8) % classes if classes else None
     with torch.no_grad():
         for p in (*G.parameters(), *D.parameters()):
             p.add_(torch.randn_like(p) * 0.01)
         for _ in range(5):
-            D(G(torch.randn(8, 100)))
+            D(G(torch.randn(8, 100), labels), labels)
     return G, D
 
 
@@ -32,23 +33,28 @@ def trained_like(dataset: str, width: int, **options) -> tuple[torch.nn.Module, 
                                               ("mnist", {}),
                                               # classic: a D with batch norm (its G's dropout off: training mode is then
                                               # deterministic)
-                                              ("mnist", {"recipe": "classic", "g_dropout": 0.0})])
+                                              ("mnist", {"recipe": "classic", "g_dropout": 0.0}),
+                                              ("mnist", {"classes": 10})])  # projection D, class head, label embedding
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_grown_networks_compute_what_the_narrow_ones_did(dataset, options, mode):
     G, D = trained_like(dataset, 8, **options)
-    wide_G, wide_D = build_models(resolve_config(dataset, width=12, threads=1, **options))
+    classes = options.pop("classes", 0)
+    wide_G, wide_D = build_models(resolve_config(dataset, width=12, threads=1, **options), classes)
     wide_G.load_state_dict(grow_state(G.state_dict(), wide_G, seed=0))
     wide_D.load_state_dict(grow_state(D.state_dict(), wide_D, seed=1))
     assert sum(p.numel() for p in wide_G.parameters()) > 1.5 * sum(p.numel() for p in G.parameters())
     z = torch.randn(16, 100, generator=torch.Generator().manual_seed(3))
+    labels = torch.arange(16) % classes if classes else None
     with torch.no_grad():
         for net in (G, D, wide_G, wide_D):
             net.train(mode == "train")
-        images = G(z)
-        assert torch.allclose(wide_G(z), images, atol=1e-6)
+        images = G(z, labels)
+        assert torch.allclose(wide_G(z, labels), images, atol=1e-6)
         # in training mode each call runs a power iteration: the grown D's gain estimate stays where it was
         for _ in range(3):
-            assert torch.allclose(wide_D(images), D(images), rtol=1e-5, atol=1e-6)
+            assert torch.allclose(wide_D(images, labels), D(images, labels), rtol=1e-5, atol=1e-6)
+        if classes:
+            assert torch.allclose(wide_D(images, labels, True)[1], D(images, labels, True)[1], rtol=1e-5, atol=1e-6)
 
 
 def test_the_new_channels_learn_and_the_grown_d_gains_no_gain():
