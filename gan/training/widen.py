@@ -7,8 +7,8 @@ here a new channel instead gets fresh incoming weights and zero outgoing ones: t
 and the zero weights learn first (their gradient is the new channel's activation, which is not zero).
 - G: new incoming weights are DCGAN's N(0, 0.02); batch norm's new channels start as a fresh layer's.
 - D: a spectral-normed layer divides by its gain estimated as u^T W v from stored power-iteration vectors. New
-  rows orthogonal to v, with u and v padded with zeros, leave that estimate and its next iterations unchanged;
-  the new rows are also 10 times quieter than the trained ones, so the layer's true gain barely moves.
+  rows orthogonal to the old ones, with u and v padded with zeros, leave that estimate and all its next
+  iterations unchanged, and new rows 10 times quieter than the trained ones leave the layer's true gain too.
 The EMA generator grows with the same new weights as G (one seeded draw each), so their average starts right.
 """
 from __future__ import annotations
@@ -80,16 +80,26 @@ def grown_weight(old: torch.Tensor, shape: torch.Size, out_axis: int, generator:
 
 def grown_spectral_normed(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor], out_axis: int,
                           generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """A spectral-normed weight whose new rows are orthogonal to the padded v, and its padded u and v."""
+    """A spectral-normed weight whose new rows are orthogonal to every old row, and its u and v padded with zeros.
+
+    The power iteration then never leaves the old rows' span (W'^T [u, 0] = [W^T u, 0], which the new rows map to
+    0), so every estimate of the gain is the narrow layer's; and the true gain is max(old gain, new rows' gain),
+    the old one while the new rows are as quiet as NEW_ROW_SCALE makes them."""
     key_w, key_u, key_v = "parametrizations.weight.original", "parametrizations.weight.0._u", "parametrizations.weight.0._v"
     w_old, shape = old[key_w], new[key_w].shape
-    inputs = old[key_v].view(w_old.shape[1 - out_axis], -1)  # v runs over (input channel, kernel position)
-    v = padded(inputs, torch.Size((shape[1 - out_axis], inputs.shape[1])), 0.0).flatten()
+    n_old, n_in, n_in_old = w_old.shape[out_axis], shape[1 - out_axis], w_old.shape[1 - out_axis]
+
+    def over_new_inputs(m: torch.Tensor) -> torch.Tensor:
+        """Columns over the old inputs' (channel, kernel position) as columns over the new ones, zero for new."""
+        return padded(m.reshape(n_in_old, -1, m.shape[-1]), torch.Size((n_in, m.numel() // (n_in_old * m.shape[-1]),
+                                                                        m.shape[-1])), 0.0).flatten(0, 1)
+
+    old_rows = w_old.movedim(out_axis, 0).flatten(1)
+    basis = over_new_inputs(torch.linalg.qr(old_rows.T).Q)  # orthonormal columns spanning the old rows
     weight = grown_weight(w_old, shape, out_axis, generator).movedim(out_axis, 0)
     rows = weight.flatten(1)  # a view: what is written to it is written to `weight`
-    n_old = w_old.shape[out_axis]
-    fresh = rows[n_old:] - torch.outer(rows[n_old:] @ v, v)
-    scale = NEW_ROW_SCALE * rows[:n_old].norm(dim=1).mean() / fresh.norm(dim=1).clamp_min(1e-12)
+    fresh = rows[n_old:] - (rows[n_old:] @ basis) @ basis.T
+    scale = NEW_ROW_SCALE * old_rows.norm(dim=1).mean() / fresh.norm(dim=1).clamp_min(1e-12)
     rows[n_old:] = fresh * scale[:, None]
     return {key_w: weight.movedim(0, out_axis).contiguous(), key_u: padded(old[key_u], new[key_u].shape, 0.0),
-            key_v: v}
+            key_v: over_new_inputs(old[key_v][:, None]).flatten()}

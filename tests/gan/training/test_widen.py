@@ -29,16 +29,15 @@ def trained_like(dataset: str, width: int, classes: int = 0, **options) -> tuple
     return G, D
 
 
-@pytest.mark.parametrize("dataset, options", [("cats", {"img_size": 32}), ("cats", {"img_size": 32, "d_depth": 1}),
-                                              ("mnist", {}),
-                                              # classic: a D with batch norm (its G's dropout off: training mode is then
-                                              # deterministic)
-                                              ("mnist", {"recipe": "classic", "g_dropout": 0.0}),
-                                              ("mnist", {"classes": 10})])  # projection D, class head, label embedding
+@pytest.mark.parametrize("dataset, options, classes", [
+    ("cats", {"img_size": 32}, 0), ("cats", {"img_size": 32, "d_depth": 1}, 0), ("mnist", {}, 0),
+    # classic: a D with batch norm (its G's dropout off: training mode is then deterministic)
+    ("mnist", {"recipe": "classic", "g_dropout": 0.0}, 0),
+    ("mnist", {}, 10),  # projection D, class head and label embedding
+])
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_grown_networks_compute_what_the_narrow_ones_did(dataset, options, mode):
-    G, D = trained_like(dataset, 8, **options)
-    classes = options.pop("classes", 0)
+def test_grown_networks_compute_what_the_narrow_ones_did(dataset, options, classes, mode):
+    G, D = trained_like(dataset, 8, classes, **options)
     wide_G, wide_D = build_models(resolve_config(dataset, width=12, threads=1, **options), classes)
     wide_G.load_state_dict(grow_state(G.state_dict(), wide_G, seed=0))
     wide_D.load_state_dict(grow_state(D.state_dict(), wide_D, seed=1))
@@ -51,13 +50,13 @@ def test_grown_networks_compute_what_the_narrow_ones_did(dataset, options, mode)
         images = G(z, labels)
         assert torch.allclose(wide_G(z, labels), images, atol=1e-6)
         # in training mode each call runs a power iteration: the grown D's gain estimate stays where it was
-        for _ in range(3):
+        for _ in range(10):
             assert torch.allclose(wide_D(images, labels), D(images, labels), rtol=1e-5, atol=1e-6)
         if classes:
             assert torch.allclose(wide_D(images, labels, True)[1], D(images, labels, True)[1], rtol=1e-5, atol=1e-6)
 
 
-def test_the_new_channels_learn_and_the_grown_d_gains_no_gain():
+def test_the_new_channels_learn_and_each_grown_d_layer_keeps_its_gain():
     G, D = trained_like("cats", 8, img_size=32)
     wide_G, wide_D = build_models(resolve_config("cats", width=12, img_size=32, threads=1))
     wide_G.load_state_dict(grow_state(G.state_dict(), wide_G, seed=0))
@@ -68,9 +67,9 @@ def test_the_new_channels_learn_and_the_grown_d_gains_no_gain():
     assert second[32:, :16].abs().max() == 0 and second.grad[32:, :16].abs().max() > 0
     first_d = wide_D.features[0].parametrizations.weight
     assert first_d.original.grad[8:].abs().max() > 0
-    # the true largest singular value of each grown D layer stays within 1 % of the narrow one's
+    # the true largest singular value of each grown D layer is the narrow one's
     for narrow, wide in zip(weights_of(D), weights_of(wide_D)):
-        assert torch.linalg.matrix_norm(wide, 2) == pytest.approx(torch.linalg.matrix_norm(narrow, 2).item(), rel=0.01)
+        assert torch.linalg.matrix_norm(wide, 2) == pytest.approx(torch.linalg.matrix_norm(narrow, 2).item(), rel=1e-5)
 
 
 def weights_of(D: torch.nn.Module) -> list[torch.Tensor]:
