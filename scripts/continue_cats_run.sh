@@ -2,7 +2,10 @@
 # The cats run that outlives stopped machines: continue it in the background on one core, from a separate
 # worktree of the last commit (so that work on the checkout does not change files under the running job),
 # starting from the state committed in models/training/cats-dcgan/ (scripts/save_training_state.py).
-#   scripts/continue_cats_run.sh [WORKTREE]   (default ../catsrun; data from $GANCLI_DATA_ROOT, else ../shared/datasets)
+#   scripts/continue_cats_run.sh [WORKTREE [TRAIN FLAGS...]]
+# (default ../catsrun; data from $GANCLI_DATA_ROOT, else ../shared/datasets). TRAIN FLAGS go after the line's own
+# and override them: a lever's branch beside the line, from the same state, e.g. `--lr-g 2.5e-5 --lr-d 2.5e-5`
+# or `--width 64` (G and D grown from the state's weights).
 # Before the machine stops: kill -TERM the PID it prints (training checkpoints the step it is on), then
 #   python scripts/save_training_state.py WORKTREE/runs/00000-cats-dcgan models/training/cats-dcgan
 # and commit models/training/cats-dcgan/ (weights only: EMA G, G, D; its lineage counts images and hours).
@@ -13,6 +16,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tree=${1:-$root/../catsrun}
+shift || true
 data=${GANCLI_DATA_ROOT:-$root/../shared/datasets}
 git -C "$root" worktree add --detach "$tree" HEAD >/dev/null
 # the worktree is imported as the package gancli, ahead of the checkout's editable install
@@ -20,5 +24,5 @@ mkdir -p "$tree.pkg" && ln -sfn "$tree" "$tree.pkg/gancli"
 cd "$tree"
 PYTHONPATH="$tree.pkg" GANCLI_DATA_ROOT="$data" setsid nohup "$root/.venv/bin/python" -c \
   "from gancli.cli import app; app()" train --dataset cats --init-from models/training/cats-dcgan \
-  --threads 1 --eval-every 10 --n-epochs 400 --lr-g 5e-5 --lr-d 5e-5 --out-dir "$tree/runs" > "$tree/train.log" 2>&1 < /dev/null &
+  --threads 1 --eval-every 10 --n-epochs 400 --lr-g 5e-5 --lr-d 5e-5 --out-dir "$tree/runs" "$@" > "$tree/train.log" 2>&1 < /dev/null &
 echo "cats run continues: PID $!, log $tree/train.log, run folder $tree/runs/"
