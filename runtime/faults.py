@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from gancli.runtime.errors import GenerateError, GenerateStopped
+from gancli.runtime import files
+from gancli.runtime.errors import GenerateError, GenerateStopped, NotARegularFile
 
 _PR_SET_PDEATHSIG = 1
 PARENT_POLL_SECONDS = 1.0
@@ -139,7 +140,7 @@ class FolderLock:
     def __enter__(self) -> "FolderLock":
         self.created = not os.path.exists(self.path)  # by this run: a refused run removes it again
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = files.open_regular(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
             from gancli.runtime.writer import write_error
 
@@ -188,8 +189,8 @@ def read_holder(fd: int) -> str:
 def shard_busy(manifest: Path) -> str | None:
     """Who is writing `manifest` now (a running `gancli generate`), or None: a shared, non-blocking flock probe."""
     try:
-        fd = os.open(lock_path(manifest), os.O_RDONLY)
-    except OSError:
+        fd = files.open_regular(lock_path(manifest), os.O_RDONLY)
+    except (OSError, NotARegularFile):  # no lock file, or none gancli made: no gancli process holds it
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -85,9 +85,40 @@ def regular_target(path: str | os.PathLike, option: str = "") -> str:
     if not stat.S_ISREG(mode):
         shown = f"{option} {os.fspath(path)}".lstrip()
         shown += "" if target == os.fspath(path) else f" (a link to {target})"
-        raise NotARegularFile(f"{shown} is {_NOT_REGULAR.get(stat.S_IFMT(mode), 'not a file')}, not a regular file, "
-                              f"and gancli writes only regular files; name a regular file (or a new one) instead")
+        raise NotARegularFile(f"{shown} is {what_it_is(mode)}, not a regular file, and gancli writes only regular "
+                              f"files; name a regular file (or a new one) instead")
     return target
+
+
+def what_it_is(mode: int) -> str:
+    return _NOT_REGULAR.get(stat.S_IFMT(mode), "not a file")
+
+
+def open_regular(path: str | os.PathLike, flags: int, mode: int = FILE_MODE) -> int:
+    """os.open of a file gancli reads, or appends to in place (a manifest, generate.json, a lock file, a model),
+    that never waits on what is not a regular file: a FIFO there waited for a writer forever, deaf to SIGTERM
+    (the open is retried after each signal handler), and a device would be read or written as data. Anything but
+    a regular file is NotARegularFile, one line; a missing file is FileNotFoundError, other failures OSError."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno not in (errno.ENXIO, errno.EISDIR):  # a FIFO no one reads, opened to write; a folder
+            raise
+        fd = None
+    held = os.fstat(fd).st_mode if fd is not None else os.stat(path).st_mode
+    if not stat.S_ISREG(held):
+        if fd is not None:
+            os.close(fd)
+        raise NotARegularFile(f"{os.fspath(path)} is {what_it_is(held)}, not a regular file, and gancli reads and "
+                              f"writes only regular files there; remove it, or choose another folder")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(path: str | os.PathLike) -> bytes:
+    """The bytes of the regular file at `path` (open_regular)."""
+    with open(open_regular(path, os.O_RDONLY), "rb") as f:
+        return f.read()
 
 
 @contextlib.contextmanager
@@ -210,7 +241,7 @@ def whole_image(path: str | os.PathLike, fmt: str) -> bool:
     cut-off file, written by hand or another program (gancli's appear whole), is not an image."""
     end = _IMAGE_ENDS[fmt]
     try:
-        with open(path, "rb") as f:
+        with open(open_regular(path, os.O_RDONLY), "rb") as f:
             size = f.seek(0, os.SEEK_END)
             if size < 8 + len(end):
                 return False
@@ -223,7 +254,7 @@ def whole_image(path: str | os.PathLike, fmt: str) -> bool:
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(open_regular(path, os.O_RDONLY), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gancli.runtime.errors import GenerateError
+from gancli.runtime.errors import GenerateError, NotARegularFile
 from gancli.runtime.faults import FolderLock, StopSignals
 from gancli.runtime.files import regular_target, sha256_file
 from gancli.runtime.labels import ClassesArg, describe_classes, resolve_classes
@@ -233,7 +233,7 @@ def generate(n: int, out_dir: str | Path, model: str | Path | None = None, *, ba
                 known = all([check_header(out_dir, header, describe_selection, name) for name in records])
                 listed = manifest.listed()  # a foreign manifest is refused here, before anything is written
                 listed = listed if known else IndexSet()
-            except GenerateError:
+            except (GenerateError, NotARegularFile):
                 lock.remove_unused(out_dir if created else None)
                 raise
             runner = Runner(layout, workers, job, session, stopping=signals.__bool__)

@@ -13,11 +13,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from gancli.runtime.files import read_regular
+
 
 def read_json_object(path: Path, what: str, error: type[Exception], way_out: str) -> dict[str, Any]:
     """The JSON object in `path` (`what` says what it should hold, e.g. "a gancli training config")."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except OSError as e:
         raise error(f"cannot read {path} ({e.strerror or e}); {way_out}") from e
     if not raw.strip():

@@ -56,7 +56,7 @@ def read_header(out_dir: Path, name: str = HEADER_NAME) -> dict | None:
     fix = (f"restore it, or delete it (gancli writes it again and makes the images in {out_dir} again: without "
            f"it, none is known to be gancli's), or choose another --out")
     try:
-        raw = path.read_bytes()
+        raw = files.read_regular(path)
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -128,7 +128,7 @@ def read_entries(path: Path, fix: str) -> Iterator[tuple[int, int, bytes, Entry]
     Blank lines and a cut-off last line (no newline: a killed writer) are skipped; any other line that is
     not a manifest line raises one GenerateError naming the file, the line and `fix`. Nothing if missing."""
     try:
-        f = open(path, "rb")
+        f = open(files.open_regular(path, os.O_RDONLY), "rb")
     except FileNotFoundError:
         return
     except OSError as e:
@@ -244,7 +244,7 @@ class Manifest:
         what the lines of the whole range can take: whatever a caller's batch size makes of it, a run never holds
         more of the disk than its images can need (--batch-size 1000000000 had taken the whole free disk)."""
         try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, files.FILE_MODE)
+            self._fd = files.open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             self._size = os.fstat(self._fd).st_size
         except OSError as e:
             raise write_error(self.path, e) from e

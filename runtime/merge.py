@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gancli.runtime import files
 from gancli.runtime.errors import GenerateError
 from gancli.runtime.faults import FolderLock, shard_busy
 from gancli.runtime.manifest import header_differences, parse_line, read_entries, read_header, shard_header_name
@@ -178,7 +179,7 @@ def merge_manifests(out_dir: str | Path, n: int) -> MergeResult:
             shown = ", ".join(map(str, sorted(seeds)[:MAX_SEEDS_SHOWN])) + (", ..." if len(seeds) > MAX_SEEDS_SHOWN else "")
             raise GenerateError(f"the shards used different seeds ({shown}); one set needs one --seed")
         path = out_dir / MERGED_NAME
-        fds = {k: os.open(p, os.O_RDONLY) for k, p in by_k.items()}
+        fds = {k: files.open_regular(p, os.O_RDONLY) for k, p in by_k.items()}
         try:
             with atomic_file(path) as dst:
                 _walk(heapq.merge(*(_keyed(fds[k], a, b, k, by_k[k]) for k, pieces in runs.items() for a, b in pieces)), n, m, dst)

@@ -132,3 +132,34 @@ def test_a_reservation_that_fails_halfway_is_given_back(tmp_path, monkeypatch):
     with open(tmp_path / "manifest.jsonl", "wb") as f:
         assert not files.reserve_space(f.fileno(), 0, 8 << 20)
         assert os.fstat(f.fileno()).st_blocks == 0
+
+
+@pytest.mark.parametrize("make", [make_fifo, make_socket, make_char_device, lambda path: path.mkdir()])
+@pytest.mark.parametrize("flags", [os.O_RDONLY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, os.O_RDWR | os.O_CREAT])
+def test_a_file_read_or_appended_in_place_is_refused_at_once_unless_regular(tmp_path, make, flags):
+    """A FIFO where gancli reads or appends (a manifest, generate.json, a lock) waited for a writer forever, deaf
+    to SIGTERM: now anything but a regular file is one line, and nothing waits (the test would hang)."""
+    path = tmp_path / "manifest.jsonl"
+    make(path)
+    kind = stat.S_IFMT(os.lstat(path).st_mode)
+    with pytest.raises(GancliError, match=r"manifest\.jsonl is .*, not a regular file.*remove it, or choose another"):
+        files.open_regular(path, flags)
+    with pytest.raises(GancliError, match="not a regular file"):
+        files.read_regular(path)
+    assert stat.S_IFMT(os.lstat(path).st_mode) == kind and os.listdir(tmp_path) == ["manifest.jsonl"]
+
+
+def test_a_regular_file_opens_as_asked_and_a_missing_one_is_made_or_missing(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    with pytest.raises(FileNotFoundError):
+        files.open_regular(path, os.O_RDONLY)
+    fd = files.open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        assert os.get_blocking(fd) and os.write(fd, b"line\n") == 5
+    finally:
+        os.close(fd)
+    assert files.read_regular(path) == b"line\n" and stat.S_IMODE(os.stat(path).st_mode) == files.FILE_MODE
+    link = tmp_path / "link"
+    link.symlink_to("/dev/null")
+    with pytest.raises(GancliError, match="a character device, not a regular file"):
+        files.read_regular(link)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -320,6 +321,23 @@ def test_a_read_only_out_folder_is_one_line(read_only_folder, dcgan):
         (line,) = error_lines(result.stderr)
         assert re.match(rf"error: (--out folder {target} is not writable|cannot create --out folder {target})", line)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name", ["manifest.jsonl", "generate.json", ".manifest.jsonl.lock", "00000/000000002.png"])
+def test_a_fifo_in_the_out_folder_is_one_line_not_a_hang(tmp_path, mlp, name):
+    """A FIFO where generate reads or appends (its manifest, generate.json, its lock, an image it checks) made it
+    wait for a writer forever, deaf to SIGTERM: now it is one line, at once, and the folder is left as it was."""
+    out = tmp_path / "out"
+    assert run(command(4, out, mlp)).returncode == 0
+    (out / name).unlink()
+    os.mkfifo(out / name)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = run(command(4, out, mlp), timeout=60)  # the old code never returned
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    (line,) = error_lines(result.stderr)
+    assert line == (f"error: {out / name} is a FIFO, not a regular file, and gancli reads and writes only regular "
+                    f"files there; remove it, or choose another folder")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before and stat.S_ISFIFO(os.lstat(out / name).st_mode)
 
 
 def test_two_runs_into_one_manifest_the_second_refuses_naming_the_first(tmp_path, mlp):
