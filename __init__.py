@@ -32,8 +32,10 @@ try:
 except metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["GancliError", "__version__", "class_names", "evaluate", "export_generator", "generate", "generate_array",
-           "interpolate", "merge", "train", "train_config", "truncation_sweep"]
+__all__ = ["GancliError", "MissingExtra", "__version__", "class_names", "evaluate", "export_generator", "generate",
+           "generate_array", "interpolate", "merge", "train", "train_config", "truncation_sweep"]
+
+from gancli.runtime.extras import MissingExtra  # noqa: E402 (it subclasses GancliError, defined above)
 
 
 def _require_training_extra(command):

@@ -48,7 +48,7 @@ for name, (call, args) in calls.items():
         call()
         raised = None
     except Exception as e:
-        raised = [type(e).__name__, isinstance(e, gancli.GancliError), str(e)]
+        raised = [type(e).__name__, isinstance(e, gancli.MissingExtra), str(e)]
     result = CliRunner().invoke(app, args)
     found[name] = {"api": raised, "cli": [result.exit_code, result.stderr]}
 walk = CliRunner().invoke(app, ["interpolate", "--model", "mnist-mlp", "--seeds", "1,2", "--frames", "2", "--device",
@@ -58,13 +58,15 @@ print(json.dumps({"calls": found, "interpolate": [walk.exit_code, walk.output]})
 
 
 def test_without_torch_the_api_raises_the_clis_one_line_error(tmp_path):
+    """gancli.MissingExtra (a GancliError, at the top level so that callers can catch it by name)."""
+    assert issubclass(gancli.MissingExtra, gancli.GancliError) and "MissingExtra" in gancli.__all__
     out = subprocess.run([sys.executable, "-c", LIGHT_INSTALL, str(tmp_path / "walk.gif")], capture_output=True,
                          text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
     for name, seen in found["calls"].items():
-        kind, is_gancli_error, message = seen["api"] or [None, False, ""]
-        assert (kind, is_gancli_error) == ("MissingExtra", True), f"gancli.{name}: {seen['api']}"
+        kind, is_missing_extra, message = seen["api"] or [None, False, ""]
+        assert (kind, is_missing_extra) == ("MissingExtra", True), f"gancli.{name}: {seen['api']}"
         assert seen["cli"] == [1, f"error: {message}\n"], name  # the same line as the command's
         assert "needs torch" in message and "pip install 'gancli[train]'" in message, message
         assert "(it runs generate, merge, serve and interpolate only)" in message, message
