@@ -143,7 +143,8 @@ def start_from(trainer: Any, model: str | Path, freeze_d: int, say) -> None:
         # one seeded draw each for G and its EMA: both gain the same new channels
         G, ema = (grow_state(state, trainer.G, trainer.cfg.seed) for state in (G, ema))
         D = grow_state(D, trainer.D, trainer.cfg.seed + 1) if D is not None else None
-        say(f"--width {trainer.cfg.width}: G and D grown from the model's width {width}; they compute what its did")
+        say(f"--width {trainer.cfg.width}: G and D grown from the model's width {width}, computing what its "
+            f"networks did")
     try:
         trainer.G.load_state_dict(G)
         trainer.ema.module.load_state_dict(ema)
