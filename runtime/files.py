@@ -241,14 +241,16 @@ def whole_image(path: str | os.PathLike, fmt: str) -> bool:
     cut-off file, written by hand or another program (gancli's appear whole), is not an image."""
     end = _IMAGE_ENDS[fmt]
     try:
-        with open(open_regular(path, os.O_RDONLY), "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size < 8 + len(end):
-                return False
-            f.seek(size - len(end))
-            return f.read(len(end)) == end
+        fd = open_regular(path, os.O_RDONLY)
     except OSError:
         return False
+    try:  # on the fd, not a file object: this runs for every image a resumed run finds
+        size = os.lseek(fd, 0, os.SEEK_END)
+        return size >= 8 + len(end) and os.pread(fd, len(end), size - len(end)) == end
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
