@@ -49,7 +49,7 @@ def grown_layer(layer: nn.Module, old: dict[str, torch.Tensor], new: dict[str, t
         return {key: value.clone() for key, value in old.items()}
     if isinstance(layer, nn.modules.batchnorm._BatchNorm):
         fresh = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
-        return {key: padded(old[key], new[key].shape, fresh.get(key, 0.0)) if key in fresh else old[key].clone()
+        return {key: padded(old[key], new[key].shape, fresh[key]) if key in fresh else old[key].clone()
                 for key in new}
     out_axis = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # the axis of output channels in the weight
     if parametrize.is_parametrized(layer, "weight"):
