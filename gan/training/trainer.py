@@ -1,6 +1,6 @@
 """One training run's state and its steps: G, D, the EMA of G, both optimizers and the AMP scaler; a D step and
-a G step per batch (loss, D normalisation, DiffAugment, R1, class loss and mode seeking as configured), and
-validation losses. The loop (loop.py) drives it; checkpoint.py saves and restores it.
+a G step per batch, or per --d-steps batches (loss, D normalisation, DiffAugment, R1, class loss and mode
+seeking as configured), and validation losses. The loop (loop.py) drives it; checkpoint.py saves and restores it.
 """
 from __future__ import annotations
 
@@ -183,15 +183,22 @@ class Trainer:
         (grad,) = torch.autograd.grad(d_real.sum() * scale, real, create_graph=True)
         return (grad.float() / scale).square().sum(dim=(1, 2, 3)).mean()
 
+    def g_turn(self) -> bool:
+        """Whether the next batch trains G too: every --d-steps-th batch. It counts from the run's step, which
+        checkpoints keep, so a resumed run keeps the rhythm."""
+        return (self.step + 1) % self.cfg.d_steps == 0
+
     def train_step(self, real: torch.Tensor, real_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One D update then one G update on the same fakes."""
+        """One D update, then on G's turn (g_turn) one G update on the same fakes. A batch that trains D alone
+        reports as g_loss G's loss on D's logits before its update (without the class and mode-seeking terms)."""
         cfg = self.cfg
         b = real.shape[0]
         z = torch.randn(b, cfg.latent_dim, device=self.device)
         fake_labels = self.fake_labels(b)
+        g_turn = self.g_turn()
 
         self.opt_D.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._autocast(), torch.set_grad_enabled(g_turn):  # D alone needs no graph through G
             fake = self.G_train(z, fake_labels)
         if self.joint_d:
             real = real.detach().requires_grad_(cfg.r1_gamma > 0)
@@ -211,6 +218,9 @@ class Trainer:
             self.scaler.scale(loss_D_fake).backward()
             loss_D = loss_D_real + loss_D_fake
         self.scaler.step(self.opt_D)
+        if not g_turn:
+            self.scaler.update()
+            return step_losses(loss_D, losses.g_loss(cfg.loss, d_fake, d_real), d_real, d_fake)
 
         self.opt_G.zero_grad(set_to_none=True)
         if cfg.loss in losses.RELATIVISTIC:
@@ -225,8 +235,7 @@ class Trainer:
         self.scaler.step(self.opt_G)
         self.scaler.update()
         self.ema.update(self.G)
-        return {"d_loss": loss_D.detach(), "g_loss": loss_G.detach(),
-                "d_x": torch.sigmoid(d_real.detach()).mean(), "d_g_z": torch.sigmoid(d_fake.detach()).mean()}
+        return step_losses(loss_D, loss_G, d_real, d_fake)
 
     @torch.no_grad()
     def validate(self, val: torch.Tensor, val_labels: torch.Tensor | None = None) -> dict[str, float]:
@@ -261,6 +270,13 @@ class Trainer:
         self.D.train()
         n = max(val.shape[0], 1)
         return {k: v / n for k, v in sums.items()}
+
+
+def step_losses(loss_D: torch.Tensor, loss_G: torch.Tensor, d_real: torch.Tensor,
+                d_fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A step's LOSS_KEYS, detached: both losses and D's mean probability on real and on fake images."""
+    return {"d_loss": loss_D.detach(), "g_loss": loss_G.detach(),
+            "d_x": torch.sigmoid(d_real.detach()).mean(), "d_g_z": torch.sigmoid(d_fake.detach()).mean()}
 
 
 def amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
