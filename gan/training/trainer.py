@@ -183,6 +183,15 @@ class Trainer:
         (grad,) = torch.autograd.grad(d_real.sum() * scale, real, create_graph=True)
         return (grad.float() / scale).square().sum(dim=(1, 2, 3)).mean()
 
+    def r1_term(self, r1_turn: bool, d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor | float:
+        """The R1 part of D's loss on this batch: on R1's turn its weight times --r1-every (lazy regularisation:
+        on average, the weight every batch), else 0."""
+        return self.cfg.r1_gamma / 2 * self.cfg.r1_every * self.r1_penalty(d_real, real) if r1_turn else 0.0
+
+    def r1_turn(self) -> bool:
+        """Whether this batch's D loss has the R1 penalty: every --r1-every-th batch, from the first, when on."""
+        return self.cfg.r1_gamma > 0 and self.step % self.cfg.r1_every == 0
+
     def g_turn(self) -> bool:
         """Whether the next batch trains G too: every --d-steps-th batch. It counts from the run's step, which
         checkpoints keep, so a resumed run keeps the rhythm."""
@@ -200,18 +209,19 @@ class Trainer:
         self.opt_D.zero_grad(set_to_none=True)
         with self._autocast(), torch.set_grad_enabled(g_turn):  # D alone needs no graph through G
             fake = self.G_train(z, fake_labels)
+        r1_turn = self.r1_turn()
+        real = real.detach().requires_grad_(r1_turn)
         if self.joint_d:
-            real = real.detach().requires_grad_(cfg.r1_gamma > 0)
             d_real, d_fake, class_loss = self.discriminate(real, real_labels, fake.detach(), fake_labels)
-            loss_D = losses.d_loss(cfg.loss, d_real, d_fake, cfg.real_label) + class_loss
-            if cfg.r1_gamma > 0:
-                loss_D = loss_D + cfg.r1_gamma / 2 * self.r1_penalty(d_real, real)
+            loss_D = (losses.d_loss(cfg.loss, d_real, d_fake, cfg.real_label) + class_loss
+                      + self.r1_term(r1_turn, d_real, real))
             self.scaler.scale(loss_D).backward()
         else:
             # Batch norm in D: real and fake batches go through D separately (each normalised by its
             # own batch statistics, as in DCGAN), each followed by its own backward, which DDP requires.
             d_real, classes = self.judge(real, real_labels)
-            loss_D_real = losses.d_loss_real(cfg.loss, d_real, cfg.real_label) + self.class_loss_of(classes, real_labels)
+            loss_D_real = (losses.d_loss_real(cfg.loss, d_real, cfg.real_label)
+                           + self.class_loss_of(classes, real_labels) + self.r1_term(r1_turn, d_real, real))
             self.scaler.scale(loss_D_real).backward()
             d_fake, _ = self.judge(fake.detach(), fake_labels)
             loss_D_fake = losses.d_loss_fake(cfg.loss, d_fake)

@@ -1,4 +1,5 @@
-"""One training step on real MNIST: --d-steps (D updates per G update) and the R1 penalty."""
+"""One training step on real MNIST: --d-steps (D updates per G update) and the R1 penalty (eager and lazy,
+with and without batch norm in D)."""
 from __future__ import annotations
 
 import pytest
@@ -100,3 +101,41 @@ def test_r1_pulls_d_toward_a_flatter_function_at_real_images(data_root, tmp_path
         real = mnist_batches[3].clone().requires_grad_(True)
         runs[gamma] = trainer.r1_penalty(trainer.D(real, None), real).item()
     assert runs[10.0] < runs[0.0]
+
+
+def d_after_one_step(data_root, tmp_path, batch, **overrides) -> dict[str, torch.Tensor]:
+    trainer = Trainer(tiny_config(data_root, tmp_path, **overrides), torch.device("cpu"))
+    trainer.train_step(batch)
+    return weights(trainer.D)
+
+
+def test_lazy_r1_adds_the_penalty_every_nth_batch_at_n_times_the_weight(data_root, tmp_path, mnist_batches,
+                                                                          monkeypatch):
+    # at the first batch, R1 every 4th batch at weight 0.5 is R1 every batch at weight 2
+    lazy = d_after_one_step(data_root, tmp_path, mnist_batches[0], r1_gamma=0.5, r1_every=4)
+    eager = d_after_one_step(data_root, tmp_path, mnist_batches[0], r1_gamma=2.0)
+    plain = d_after_one_step(data_root, tmp_path, mnist_batches[0])
+    assert all(torch.allclose(lazy[k], eager[k], rtol=1e-5, atol=1e-7) for k in lazy)
+    assert any(not torch.equal(lazy[k], plain[k]) for k in lazy)
+
+    steps = []
+    penalty = Trainer.r1_penalty
+    monkeypatch.setattr(Trainer, "r1_penalty", lambda self, d, x: steps.append(self.step) or penalty(self, d, x))
+    trainer = Trainer(tiny_config(data_root, tmp_path, r1_gamma=0.5, r1_every=4), torch.device("cpu"))
+    for real in mnist_batches:
+        trainer.train_step(real)
+        trainer.step += 1
+    assert steps == [0, 4]
+
+
+def test_r1_also_regularises_a_batch_norm_d(data_root, tmp_path, mnist_batches):
+    # the classic recipe's D has batch norm, so real and fake batches take their own pass through it
+    with_r1 = d_after_one_step(data_root, tmp_path, mnist_batches[0], recipe="classic", r1_gamma=10.0)
+    without = d_after_one_step(data_root, tmp_path, mnist_batches[0], recipe="classic")
+    assert any(not torch.equal(with_r1[k], without[k]) for k in with_r1), "--r1-gamma changed nothing"
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_r1_every_below_one_is_refused(data_root, tmp_path, bad):
+    with pytest.raises(ConfigError, match="--r1-every must be at least 1"):
+        tiny_config(data_root, tmp_path, r1_gamma=1.0, r1_every=bad)
