@@ -7,7 +7,7 @@ import torch
 
 from gancli.gan.data import load_images, to_model_range
 from gancli.gan.errors import ConfigError
-from gancli.gan.training.config import resolve_config
+from gancli.gan.training.config import load_run_config, resolve_config
 from gancli.gan.training.loop import train
 from gancli.gan.training.trainer import Trainer
 
@@ -60,8 +60,6 @@ def test_one_d_step_trains_g_every_batch(data_root, tmp_path, mnist_batches):
 
 def test_d_steps_resume_bit_identical_across_a_cycle(data_root, tmp_path):
     # 200 images, 190 to train: 12 batches of 16 an epoch, so epoch 2 starts in the middle of a 5-batch cycle
-    from gancli.gan.training.config import load_run_config
-
     straight = train(tiny_config(data_root, tmp_path / "a", n_epochs=2, d_steps=5))
     first = train(tiny_config(data_root, tmp_path / "b", n_epochs=1, d_steps=5))
     train(load_run_config(first, n_epochs=2), resume=first)
